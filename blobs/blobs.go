@@ -1,0 +1,34 @@
+// Package blobs is the object port: put, get, list and delete objects by key, and presigned PUT
+// and GET URLs with an expiry, so that a worker with no credentials can fetch its bundle and
+// deliver its result. A result landing under callbacks/ notifies the results queue, as an S3
+// bucket notification does. The embedded adapter keeps objects in a folder and serves its signed
+// URLs over HTTP (blobs/folderblobs); the AWS adapter is S3 (blobs/s3blobs). Both pass the
+// conformance suite in blobs/blobtest.
+package blobs
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound: no object under that key.
+var ErrNotFound = errors.New("object not found")
+
+// Bucket is one bucket of objects. Keys are slash-separated paths without a leading slash.
+type Bucket interface {
+	// Name is the bucket's name.
+	Name() string
+	// Put stores body under key, replacing any object there.
+	Put(ctx context.Context, key string, body []byte) error
+	// Get returns the object under key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns every key that starts with prefix, sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes the object under key; a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+	// PresignPut returns a URL that accepts one HTTP PUT of key's body until expiry passes.
+	PresignPut(ctx context.Context, key string, expiry time.Duration) (string, error)
+	// PresignGet returns a URL that answers HTTP GET with key's body until expiry passes.
+	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
+}

@@ -1,0 +1,97 @@
+// Package store is the state port: runs, their orders and their events, with conditional
+// transitions so that two consumers working on one run at once cannot double-dispatch an order or
+// lose a wake-up, and a duplicate message is a no-op. The embedded adapter is on SQLite
+// (store/sqlitestore), the AWS adapter on DynamoDB (store/dynamostore); both pass the conformance
+// suite in store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/iac-ci/iac-ci/domain"
+)
+
+// Errors callers branch on. Adapters map their backend's errors onto these.
+var (
+	// ErrNotFound: no such run or order.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a conditional write found the record not in the expected state; nothing changed.
+	ErrConflict = errors.New("conflict: record not in the expected state")
+)
+
+// AnyAttempt in OrderChange.Attempt skips the attempt check.
+const AnyAttempt = -1
+
+// OrderChange is one conditional move of an order. It applies only when the order's status is
+// one of From and (unless Attempt is AnyAttempt) its attempt equals Attempt; otherwise UpdateOrder
+// returns ErrConflict and changes nothing. The move must be allowed by domain.CanMoveOrder.
+//
+// Zero-valued fields below To are left unchanged, with one exception: a move to a terminal status
+// clears DueAt. A move to a non-terminal status must give DueAt.
+//
+// A move to a terminal status also updates the run in the same atomic write: Open decreases by
+// one, and for an order that must succeed Failed increases when To is failed or skipped, TimedOut
+// when To is timed_out. So a run's counters always agree with its orders.
+type OrderChange struct {
+	RunID    string
+	OrderNum int
+	From     []domain.OrderStatus
+	Attempt  int
+
+	To         domain.OrderStatus
+	SetAttempt int // new attempt; 0 leaves it
+	DueAt      time.Time
+	QueuedAt   time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   *int
+	Reason     string
+	LogKey     string
+	LogTail    string
+}
+
+// RunChange is one conditional move of a run: it applies only when the run's status is one of
+// From, and (when OnlyIfUnreported) the run is not yet Reported; otherwise ErrConflict.
+type RunChange struct {
+	RunID            string
+	From             []domain.RunStatus
+	OnlyIfUnreported bool
+
+	To         domain.RunStatus // may equal the current status (to set Reported alone)
+	FinishedAt time.Time        // zero leaves it
+	Reported   bool             // true sets Reported; it is never cleared
+}
+
+// Store keeps runs, orders and events. Every method is safe for concurrent use.
+type Store interface {
+	// CreateRun inserts a run and all its orders in one atomic write. Inserting a run whose id
+	// already exists changes nothing and returns nil, so intake can be retried.
+	CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) error
+	// GetRun returns a run, or ErrNotFound. Reads are strongly consistent.
+	GetRun(ctx context.Context, runID string) (domain.Run, error)
+	// GetOrder returns one order, or ErrNotFound.
+	GetOrder(ctx context.Context, runID string, orderNum int) (domain.OrderRecord, error)
+	// GetOrders returns the named orders of a run in the order of nums (ErrNotFound if any is
+	// missing). Its cost grows with len(nums), not with the size of the run.
+	GetOrders(ctx context.Context, runID string, nums []int) ([]domain.OrderRecord, error)
+	// ListOrders returns every order of a run by order number (for status pages and summaries,
+	// never on the path of one result).
+	ListOrders(ctx context.Context, runID string) ([]domain.OrderRecord, error)
+	// UpdateOrder applies one conditional move (see OrderChange).
+	UpdateOrder(ctx context.Context, c OrderChange) error
+	// UpdateRun applies one conditional move of a run (see RunChange).
+	UpdateRun(ctx context.Context, c RunChange) error
+	// DueOrders returns up to limit non-terminal orders whose DueAt is at or before now, earliest
+	// first, from any run.
+	DueOrders(ctx context.Context, now time.Time, limit int) ([]domain.OrderRecord, error)
+	// ActiveRuns returns up to limit runs that are not yet Reported (running, or ended with
+	// finalization side effects still to write).
+	ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
+	// AppendEvents writes events; writing an event with the same (TraceID, OrderName, Epoch, Type)
+	// again replaces it, so retried writes do not duplicate history.
+	AppendEvents(ctx context.Context, events ...domain.Event) error
+	// ListEvents returns a trace's events by Epoch, then OrderName, then Type.
+	ListEvents(ctx context.Context, traceID string) ([]domain.Event, error)
+}
