@@ -33,14 +33,17 @@ func (s OrderStatus) Valid() bool {
 }
 
 // CanMoveOrder reports whether an order may move from one status to another. running → running is
-// a re-claim after the previous holder died (its attempt rises); queued → queued is a re-enqueue.
+// a re-claim after the previous holder died (its attempt rises); queued → queued is a re-enqueue;
+// waiting → waiting only moves the time the sweeper looks again.
 func CanMoveOrder(from, to OrderStatus) bool {
 	if !from.Valid() || !to.Valid() || from.Terminal() {
 		return false
 	}
 	switch from {
 	case OrderWaiting:
-		return to == OrderQueued || to == OrderSkipped || to == OrderTimedOut || to == OrderFailed
+		// waiting → waiting reschedules the sweeper's next look. An order that was never queued
+		// cannot have run, so it cannot succeed or be claimed.
+		return to != OrderRunning && to != OrderSucceeded
 	case OrderQueued:
 		return to != OrderWaiting
 	case OrderRunning:

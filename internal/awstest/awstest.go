@@ -80,6 +80,8 @@ func start() (string, error) {
 		return "", err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// moto writes notification times in local time without a zone; in UTC they read right.
+	cmd.Env = append(os.Environ(), "TZ=UTC")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start %s: %w", bin, err)

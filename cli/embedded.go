@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/blobs/folderblobs"
+	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
+	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/secrets/localsecrets"
+	"github.com/iac-ci/iac-ci/store/sqlitestore"
+)
+
+// Options configure a System.
+type Options struct {
+	DataDir     string
+	Addr        string // where the HTTP server listens; "127.0.0.1:0" picks a free port
+	Workers     int    // concurrent orders per execution target
+	SecretsFile string // embedded secret values (--secrets)
+	Getenv      func(string) string
+	Log         *slog.Logger
+	// Visibility is the embedded queues' visibility timeout; consumers extend it while they work.
+	Visibility    time.Duration
+	SweepInterval time.Duration
+	WebhookSecret []byte
+	Insecure      bool
+	GitBaseURL    string
+	GitHub        producers.EventSource
+	Watchers      []engine.Watcher
+	Finishers     []engine.Finisher
+}
+
+// System is one embedded iac-ci: its ports on SQLite and a folder, the engine, the producers
+// and every consumer, in one process.
+type System struct {
+	Opts     Options
+	Engine   *engine.Engine
+	Accepter *producers.Accepter
+	Intake   *producers.Intake
+	Server   *producers.Server
+	BaseURL  string
+
+	listener net.Listener
+	lock     *os.File
+	closers  []func() error
+	wg       sync.WaitGroup
+}
+
+// ErrDataInUse: another iac-ci process has the data folder.
+var ErrDataInUse = errors.New("data folder in use by another iac-ci process")
+
+// OpenEmbedded opens (creating if needed) an embedded system on a data folder. Only one process
+// may hold a data folder: everything in flight in it belongs to that process, so on open the
+// messages a previous, dead process had received are made visible again at once.
+func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Visibility <= 0 {
+		o.Visibility = 15 * time.Second
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 2 * time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	s := &System{Opts: o}
+	lock, err := os.OpenFile(filepath.Join(o.DataDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%s: %w", o.DataDir, ErrDataInUse)
+	}
+	s.lock = lock
+	s.closers = append(s.closers, lock.Close)
+	fail := func(err error) (*System, error) { s.Close(); return nil, err }
+
+	db, err := sqlitedb.Open(filepath.Join(o.DataDir, "iac-ci.db"))
+	if err != nil {
+		return fail(err)
+	}
+	s.closers = append(s.closers, db.Close)
+	specs := queues.Topology()
+	for i := range specs {
+		specs[i].Visibility = o.Visibility
+	}
+	broker, err := sqlitequeue.Open(db, specs)
+	if err != nil {
+		return fail(err)
+	}
+	if n, err := broker.ReleaseInFlight(ctx); err != nil {
+		return fail(err)
+	} else if n > 0 {
+		o.Log.InfoContext(ctx, "released messages a previous process held", "messages", n)
+	}
+	st, err := sqlitestore.Open(db)
+	if err != nil {
+		return fail(err)
+	}
+	keys, err := localsecrets.NewKeys(filepath.Join(o.DataDir, "keys"))
+	if err != nil {
+		return fail(err)
+	}
+	var src secrets.Source
+	if src, err = localsecrets.LoadSource(o.SecretsFile); err != nil {
+		return fail(err)
+	}
+
+	s.listener, err = net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", o.Addr, err))
+	}
+	s.BaseURL = "http://" + s.listener.Addr().String()
+	results, err := broker.Queue(queues.Results)
+	if err != nil {
+		return fail(err)
+	}
+	notify := func(ctx context.Context, body []byte) error {
+		return results.Send(ctx, queues.Outgoing{Body: body})
+	}
+	baseURL := func() string { return s.BaseURL }
+	internal, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "internal", folderblobs.Options{BaseURL: baseURL, Notify: notify})
+	if err != nil {
+		return fail(err)
+	}
+	done, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "done", folderblobs.Options{BaseURL: baseURL})
+	if err != nil {
+		return fail(err)
+	}
+	doneURL := func(runID string) string { return s.BaseURL + "/done/" + runID }
+
+	s.Engine = &engine.Engine{
+		Store: st, Queues: broker, Blobs: internal, Done: done, Keys: keys, Log: o.Log,
+		Watchers: o.Watchers, Finishers: o.Finishers, DoneURL: doneURL,
+		// Embedded, the sweeper's repairs come soon: a lost message here means a crash, and the
+		// process that restarts after it should not wait minutes.
+		RequeueAfter: 4 * o.Visibility, WaitRecheck: 4 * o.Visibility, Grace: 10 * time.Second,
+	}
+	s.Accepter = &producers.Accepter{Blobs: internal, Queues: broker, DoneURL: doneURL, Embedded: true}
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s.Intake = &producers.Intake{Engine: s.Engine, Secrets: src, Getenv: getenv, GitBaseURL: o.GitBaseURL,
+		WorkDir: filepath.Join(o.DataDir, "work")}
+	if err := os.MkdirAll(s.Intake.WorkDir, 0o700); err != nil {
+		return fail(err)
+	}
+	s.Server = &producers.Server{Accepter: s.Accepter, Store: st, Done: done, Secret: o.WebhookSecret,
+		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log,
+		Extra: map[string]http.Handler{"/blobs/": folderblobs.Handler(internal, done)}}
+	return s, nil
+}
+
+// Start serves HTTP and runs every consumer until ctx ends; Wait waits for them.
+func (s *System) Start(ctx context.Context) error {
+	e := s.Engine
+	srv := &http.Server{Handler: s.Server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.go_(func() {
+		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Opts.Log.Error("http server", "err", err)
+		}
+	})
+	s.go_(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	q := func(name string) queues.Queue {
+		qq, err := e.Queues.Queue(name)
+		if err != nil {
+			panic(err) // every name comes from queues.Topology
+		}
+		return qq
+	}
+	intakeQ := q(queues.Intake)
+	for range 2 {
+		s.go_(func() { _ = consumers.Consume(ctx, intakeQ, 1, e.Logger(), s.Intake.Handle) })
+	}
+	s.go_(func() {
+		_ = consumers.Consume(ctx, q(queues.Intake+queues.DeadLetterSuffix), queues.MaxBatch, e.Logger(),
+			(&producers.IntakeDeadLetters{Intake: s.Intake}).Handle)
+	})
+	orch := &consumers.Orchestrator{Engine: e, Queue: q(queues.Results)}
+	for range 2 {
+		s.go_(func() { _ = orch.Run(ctx) })
+	}
+	workRoot := filepath.Join(s.Opts.DataDir, "work")
+	for _, t := range domain.Targets {
+		for range s.Opts.Workers {
+			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
+				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv()}
+			s.go_(func() { _ = w.Run(ctx) })
+		}
+		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),
+			MaxReceives: queues.MaxReceivesDefault}
+		s.go_(func() { _ = dl.Run(ctx) })
+	}
+	sw := &consumers.Sweeper{Engine: e, Orchestrator: orch, Interval: s.Opts.SweepInterval}
+	s.go_(func() { _ = sw.Run(ctx) })
+	return nil
+}
+
+func (s *System) go_(f func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); f() }()
+}
+
+// Wait waits for everything Start started (after its ctx ends).
+func (s *System) Wait() { s.wg.Wait() }
+
+// Close releases the data folder. Call it after Wait.
+func (s *System) Close() error {
+	var first error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.closers = nil
+	return first
+}
+
+var _ blobs.Bucket = (*folderblobs.Bucket)(nil)

@@ -1,0 +1,287 @@
+package consumers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/iac-ci/iac-ci/bundle"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/masking"
+	"github.com/iac-ci/iac-ci/sealing"
+)
+
+// Limits of what travels with a result.
+const (
+	TailBytes   = 4 << 10  // the log tail in result.json and the order record
+	MaxLogBytes = 32 << 20 // the stored log keeps its last MaxLogBytes
+	// KillGrace is how long a timed-out order's process group has between SIGTERM and SIGKILL.
+	KillGrace = 3 * time.Second
+)
+
+// Task is one attempt of one order, as whoever claimed it hands it to Execute. It carries what
+// the attempt needs and nothing else: the bundle, the run's key, and where to deliver.
+type Task struct {
+	RunID    string
+	OrderNum int
+	Attempt  int
+	// Bundle is the order's exec.zip.
+	Bundle []byte
+	// Identity is the run's private age key, which opens the sealed environment.
+	Identity string
+	// CallbackURL is a presigned PUT URL for this attempt's result.json. The commands see it too,
+	// as CALLBACK_URL.
+	CallbackURL string
+	// LogKey names where PutLog stores the log; it is reported in the result.
+	LogKey string
+	PutLog func(ctx context.Context, log []byte) error
+	// WorkRoot is where a fresh working directory is made (and removed afterwards).
+	WorkRoot string
+	// BaseEnv is the environment the commands start from, before the order's own.
+	BaseEnv []string
+	Log     *slog.Logger
+	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// Execute runs one attempt of an order and delivers its result to the task's callback URL: it
+// unpacks the bundle into a fresh working directory (refusing unsafe bundles), opens the sealed
+// environment, runs the commands one by one with `sh -c` in that directory, stopping at the first
+// failure, and ends the whole process group when the order's timeout passes. The log is masked
+// before it is stored or reported. A bundle or key that cannot be used ends the attempt failed,
+// with a reason saying why. The returned error is only about delivering the result.
+func Execute(ctx context.Context, t Task) (domain.Result, error) {
+	log := t.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := domain.Result{RunID: t.RunID, OrderNum: t.OrderNum, Attempt: t.Attempt, StartedAt: time.Now().UTC(), LogKey: t.LogKey}
+	masker := masking.New(t.CallbackURL)
+	logText := run(ctx, t, &res, &masker)
+
+	masked := []byte(masker.String(string(logText)))
+	if len(masked) > MaxLogBytes {
+		masked = append([]byte("[log cut: only its last 32 MiB are kept]\n"), masked[len(masked)-MaxLogBytes:]...)
+	}
+	res.LogTail = tail(masked, TailBytes)
+	res.FinishedAt = time.Now().UTC()
+	if t.PutLog != nil {
+		if err := t.PutLog(ctx, masked); err != nil {
+			log.WarnContext(ctx, "store order log", "run_id", t.RunID, "order_num", t.OrderNum, "err", err)
+			res.LogKey = ""
+		}
+	} else {
+		res.LogKey = ""
+	}
+	crashpoint.Hit("worker.before-result")
+	if err := deliver(ctx, t, res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// run does the work of Execute up to the result, filling res and returning the raw log.
+func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Masker) []byte {
+	fail := func(reason string) []byte {
+		res.Status, res.ExitCode, res.Reason = domain.OrderFailed, -1, reason
+		return []byte("iac-ci: " + reason + "\n")
+	}
+	if err := os.MkdirAll(t.WorkRoot, 0o700); err != nil {
+		return fail(fmt.Sprintf("make working directory: %v", err))
+	}
+	dir, err := os.MkdirTemp(t.WorkRoot, "order-")
+	if err != nil {
+		return fail(fmt.Sprintf("make working directory: %v", err))
+	}
+	defer os.RemoveAll(dir)
+	codeDir := filepath.Join(dir, "code")
+	if err := os.Mkdir(codeDir, 0o700); err != nil {
+		return fail(fmt.Sprintf("make working directory: %v", err))
+	}
+	if t.Bundle == nil {
+		return fail("the order's bundle could not be read")
+	}
+	m, sealed, err := bundle.Unpack(t.Bundle, codeDir, bundle.DefaultLimits)
+	if err != nil {
+		return fail("bundle refused: " + err.Error())
+	}
+	env, err := sealing.Open(sealed, t.Identity)
+	if err != nil {
+		return fail("the sealed environment could not be opened: " + err.Error())
+	}
+	secretValues := []string{t.CallbackURL}
+	for _, name := range m.SecretNames {
+		secretValues = append(secretValues, env[name])
+	}
+	*masker = masking.New(secretValues...)
+	env["CALLBACK_URL"] = t.CallbackURL
+
+	var logBuf bytes.Buffer
+	logFile, err := os.CreateTemp(dir, "log-")
+	if err != nil {
+		return fail(fmt.Sprintf("make log file: %v", err))
+	}
+	defer logFile.Close()
+
+	deadline := res.StartedAt.Add(time.Duration(m.Timeout) * time.Second)
+	status, code, reason := runCommands(ctx, m.Cmds, codeDir, mergeEnv(t.BaseEnv, env), deadline, logFile)
+	res.Status, res.ExitCode, res.Reason = status, code, reason
+	if _, err := logFile.Seek(0, io.SeekStart); err == nil {
+		_, _ = io.Copy(&logBuf, logFile)
+	}
+	if reason != "" {
+		fmt.Fprintf(&logBuf, "iac-ci: %s\n", reason)
+	}
+	return logBuf.Bytes()
+}
+
+// runCommands runs each command in turn in its own process group. Output of every command goes
+// to out (a file: a pipe would keep Wait waiting on any background child that holds it).
+func runCommands(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
+	for i, c := range cmds {
+		fmt.Fprintf(out, "+ %s\n", c)
+		cmd := exec.Command("sh", "-c", c)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
+		// Its own process group, so that a timeout ends every process the command started; and
+		// killed if this process dies, so a crashed worker leaves no command running.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return domain.OrderFailed, -1, fmt.Sprintf("command %d could not start: %v", i+1, err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		timer := time.NewTimer(time.Until(deadline))
+		var err error
+		timedOut, cancelled := false, false
+		select {
+		case err = <-done:
+		case <-timer.C:
+			timedOut = true
+		case <-ctx.Done():
+			cancelled = true
+		}
+		timer.Stop()
+		pgid := cmd.Process.Pid
+		if timedOut || cancelled {
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case err = <-done:
+			case <-time.After(KillGrace):
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				err = <-done
+			}
+		}
+		// Whatever the command left running in the background ends with it.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		switch {
+		case timedOut:
+			return domain.OrderTimedOut, -1, fmt.Sprintf("timed out: command %d was still running when the order's timeout passed", i+1)
+		case cancelled:
+			return domain.OrderFailed, -1, "the worker stopped while the order ran"
+		case err != nil:
+			code := -1
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) {
+				code = exitErr.ExitCode()
+			}
+			return domain.OrderFailed, code, fmt.Sprintf("command %d exited with %d", i+1, code)
+		}
+	}
+	return domain.OrderSucceeded, 0, ""
+}
+
+// mergeEnv returns base with env laid over it, sorted for a stable order.
+func mergeEnv(base []string, env map[string]string) []string {
+	merged := map[string]string{}
+	for _, kv := range base {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			merged[k] = v
+		}
+	}
+	for k, v := range env {
+		merged[k] = v
+	}
+	out := make([]string, 0, len(merged))
+	for k, v := range merged {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WorkerEnv is the environment commands start from: this process's own, less iac-ci's settings,
+// which may include the webhook secret.
+func WorkerEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "IAC_CI_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// tail returns the last n bytes of b, starting at a whole character.
+func tail(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	b = b[len(b)-n:]
+	for len(b) > 0 && !utf8.RuneStart(b[0]) {
+		b = b[1:]
+	}
+	return string(b)
+}
+
+// deliver PUTs result.json to the callback URL, retrying with exponential backoff for up to two
+// minutes on network errors and on 408, 429 and 5xx answers.
+func deliver(ctx context.Context, t Task, res domain.Result) error {
+	body, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	client := t.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	op := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, t.CallbackURL, bytes.NewReader(body))
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return errors.New("deliver result: request failed") // the error text would hold the URL
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode < 300:
+			return nil
+		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			return fmt.Errorf("deliver result: %s", resp.Status)
+		}
+		return backoff.Permanent(fmt.Errorf("deliver result: refused with %s", resp.Status))
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxElapsedTime = 2 * time.Minute
+	return backoff.Retry(op, backoff.WithContext(b, ctx))
+}

@@ -1,0 +1,95 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/store"
+)
+
+// Orchestrator records results: each message on the results queue is an object notification for
+// a result.json; the orchestrator reads the result, ends its order with one conditional move,
+// wakes the orders that depended on it and finalizes the run when it was the last. It reads only
+// the order, its dependents and their dependencies, never the whole run.
+type Orchestrator struct {
+	Engine *engine.Engine
+	Queue  queues.Queue
+}
+
+// Run consumes the results queue until ctx ends.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	return Consume(ctx, o.Queue, queues.MaxBatch, o.Engine.Logger(), o.Handle)
+}
+
+// Handle handles one results-queue message.
+func (o *Orchestrator) Handle(ctx context.Context, m queues.Message) error {
+	refs, err := blobs.ParseNotification(m.Body)
+	if err != nil {
+		o.Engine.Logger().WarnContext(ctx, "dropping unreadable result notification", "err", err)
+		return nil
+	}
+	for _, ref := range refs {
+		if !blobs.IsResultKey(ref.Key) {
+			continue
+		}
+		if err := o.HandleKey(ctx, ref.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HandleKey reads the result stored under key and records it.
+func (o *Orchestrator) HandleKey(ctx context.Context, key string) error {
+	data, err := o.Engine.Blobs.Get(ctx, key)
+	if errors.Is(err, blobs.ErrNotFound) {
+		o.Engine.Logger().WarnContext(ctx, "result notified but not stored", "key", key)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read result: %w", err)
+	}
+	runID, num, attempt, err := blobs.ParseResultKey(key)
+	if err != nil {
+		return nil
+	}
+	var r domain.Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		r = domain.Result{Status: domain.OrderFailed, ExitCode: -1, Reason: "the worker's result.json could not be read"}
+	}
+	// The key, written under a URL presigned for this attempt, is what says whose result it is.
+	r.RunID, r.OrderNum, r.Attempt = runID, num, attempt
+	return o.Record(ctx, r)
+}
+
+// Record ends the order a result belongs to, if the result is for the attempt now running.
+func (o *Orchestrator) Record(ctx context.Context, r domain.Result) error {
+	rec, err := o.Engine.Store.GetOrder(ctx, r.RunID, r.OrderNum)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read order: %w", err)
+	}
+	if rec.Status != domain.OrderRunning || rec.Attempt != r.Attempt {
+		return nil // a duplicate, or a result of an abandoned attempt
+	}
+	status := r.Status
+	if status != domain.OrderSucceeded && status != domain.OrderFailed && status != domain.OrderTimedOut {
+		status, r.Reason = domain.OrderFailed, fmt.Sprintf("the worker reported an unknown status %q", r.Status)
+	}
+	crashpoint.Hit("orchestrator.read")
+	code := r.ExitCode
+	_, err = o.Engine.Finish(ctx, rec, []domain.OrderStatus{domain.OrderRunning}, r.Attempt, engine.Outcome{
+		Status: status, ExitCode: &code, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		Reason: r.Reason, LogKey: r.LogKey, LogTail: r.LogTail,
+	})
+	return err
+}

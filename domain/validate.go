@@ -1,0 +1,499 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a job: where, by the job's own field names
+// ("orders[2].timeout", "username"; empty for the body as a whole), and a message that says what
+// is wrong and how to fix it.
+type Problem struct {
+	Path    string
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// ErrInvalidJob is what every *ValidationError unwraps to, for callers that map errors onto
+// answers (a rejected job is the caller's fault, not the engine's).
+var ErrInvalidJob = errors.New("job rejected")
+
+// ValidationError lists every problem of a rejected job, from decoding or from Validate. The
+// problems of Validate come in the order of the job's fields, those of orders by order index
+// and then in the order of the order's fields, so a job always gets the same message.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("job rejected: ")
+	if len(e.Problems) == 1 {
+		b.WriteString("1 problem:")
+	} else {
+		fmt.Fprintf(&b, "%d problems:", len(e.Problems))
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+func (e *ValidationError) Unwrap() error { return ErrInvalidJob }
+
+// Normalize fills in the defaults of the job contract, in place; ssm is true for jobs posted as
+// SSM work, whose flow label and execution target default to ssm. Only empty fields are filled,
+// so Normalize is idempotent.
+func (j *Job) Normalize(ssm bool) {
+	if j.FlowLabel == "" {
+		j.FlowLabel = DefaultFlowLabel
+		if ssm {
+			j.FlowLabel = DefaultSSMFlowLabel
+		}
+	}
+	if j.PresignExpiry == 0 {
+		j.PresignExpiry = DefaultPresignExpiry
+	}
+	if j.JobTimeout == 0 {
+		j.JobTimeout = DefaultJobTimeout
+	}
+
+	// A derived order_name must not take a name given explicitly anywhere in the job, nor, since
+	// it becomes the queue_id, a queue_id given explicitly to another order.
+	names := map[string]bool{}
+	queueIDs := map[string]bool{}
+	for _, o := range j.Orders {
+		if o.OrderName != "" {
+			names[o.OrderName] = true
+		}
+		if o.QueueID != "" {
+			queueIDs[o.QueueID] = true
+		}
+	}
+	for i := range j.Orders {
+		o := &j.Orders[i]
+		if o.ExecutionTarget == "" {
+			switch {
+			case o.UseLambda != nil && *o.UseLambda:
+				o.ExecutionTarget = TargetLambda
+			case o.UseLambda != nil:
+				o.ExecutionTarget = TargetCodeBuild
+			case ssm:
+				o.ExecutionTarget = TargetSSM
+			default:
+				o.ExecutionTarget = DefaultTarget
+			}
+		}
+		if o.ExecutionTarget == TargetSSM && o.SSMDocumentName == "" {
+			o.SSMDocumentName = DefaultSSMDocumentName
+		}
+		if o.GitFolder != "" && o.CommitHash == "" {
+			o.CommitHash = j.CommitHash
+		}
+		if o.OrderName == "" {
+			base := derivedOrderName(*o, i+1)
+			name := base
+			for n := 2; ; n++ {
+				if !names[name] && (o.QueueID != "" || !queueIDs[name]) {
+					break
+				}
+				name = base + "-" + strconv.Itoa(n)
+			}
+			o.OrderName = name
+			names[name] = true
+		}
+		if o.QueueID == "" {
+			o.QueueID = o.OrderName
+		}
+	}
+}
+
+// maxDerivedName bounds a name derived from a command, which can be long.
+const maxDerivedName = 40
+
+// derivedOrderName names an order that has no order_name: after the last segment of its
+// git_folder, else its first command, else its position (n is 1-based).
+func derivedOrderName(o Order, n int) string {
+	if s := slug(path.Base(strings.TrimRight(o.GitFolder, "/"))); o.GitFolder != "" && s != "" {
+		return s
+	}
+	if len(o.Cmds) > 0 {
+		if s := slug(o.Cmds[0]); s != "" {
+			return s
+		}
+	}
+	return "order-" + strconv.Itoa(n)
+}
+
+// slug lower-cases s and turns every run of other characters than [a-z0-9] into one '-',
+// trimmed at both ends, in at most maxDerivedName bytes.
+func slug(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+			continue
+		}
+		dash = true
+	}
+	out := b.String()
+	if len(out) > maxDerivedName {
+		out = strings.TrimRight(out[:maxDerivedName], "-")
+	}
+	return out
+}
+
+// ReservedEnvVars are set by iac-ci in every order's environment; a job cannot set them.
+var ReservedEnvVars = []string{"CALLBACK_URL", "TRACE_ID", "RUN_ID", "ORDER_ID", "ORDER_NUM", "FLOW_ID"}
+
+var gitRepoPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$`)
+
+// Validate checks a normalized job as a whole and returns nil or a *ValidationError with every
+// problem found. It does no I/O: whether a secret or a git folder exists is learnt at intake.
+// when_modified is left alone; it means something only in a repository's config, whose reader
+// strips it.
+func Validate(j Job) error {
+	var v validator
+	if len(j.Orders) == 0 {
+		v.add("orders", "no orders: add at least one order with cmds and a timeout")
+	}
+	v.cycles(j.Orders)
+	names := map[string]int{}
+	for i, o := range j.Orders {
+		if _, dup := names[o.OrderName]; !dup {
+			names[o.OrderName] = i
+		}
+	}
+	index := queueIndex(j.Orders)
+	for i, o := range j.Orders {
+		v.order(j, i, o, names, index)
+	}
+
+	switch {
+	case j.Username == "":
+		v.add("username", "required: say who asks for this run (it becomes part of flow_id)")
+	case strings.Contains(j.Username, ":"):
+		v.add("username", fmt.Sprintf("%q contains ':', which separates the parts of flow_id: remove it", j.Username))
+	}
+	v.gitRepo("git_repo", j.GitRepo)
+	if j.PRNumber < 0 {
+		v.add("pr_number", fmt.Sprintf("%d is negative: give the pull request's number or leave it out", j.PRNumber))
+	}
+	if j.IssueNumber < 0 {
+		v.add("issue_number", fmt.Sprintf("%d is negative: give the issue's number or leave it out", j.IssueNumber))
+	}
+	v.secretLocation("git_token_location", j.GitTokenLocation)
+	v.secretLocation("git_ssh_key_location", j.GitSSHKeyLocation)
+	if j.PresignExpiry <= 0 {
+		v.add("presign_expiry", fmt.Sprintf("%d is not a positive number of seconds: leave it out for the default of %d", j.PresignExpiry, DefaultPresignExpiry))
+	} else {
+		for i, o := range j.Orders {
+			if need := o.Timeout + PresignMargin; o.Timeout > 0 && j.PresignExpiry < need {
+				v.add("presign_expiry", fmt.Sprintf("%d is too short for orders[%d] (%q), whose timeout is %d: its result URL must outlive it by %d s, so raise presign_expiry to at least %d or lower that timeout",
+					j.PresignExpiry, i, o.OrderName, o.Timeout, PresignMargin, need))
+			}
+		}
+	}
+	if j.JobTimeout <= 0 {
+		v.add("job_timeout", fmt.Sprintf("%d is not a positive number of seconds: leave it out for the default of %d", j.JobTimeout, DefaultJobTimeout))
+	}
+	return v.err()
+}
+
+// graphProblems is the part of Validate that Plan needs: the orders can be told apart by
+// queue_id and their dependencies form a graph that can run to the end.
+func graphProblems(orders []Order) []Problem {
+	var v validator
+	if len(orders) == 0 {
+		v.add("orders", "no orders: add at least one order with cmds and a timeout")
+	}
+	v.cycles(orders)
+	index := queueIndex(orders)
+	for i, o := range orders {
+		p := fmt.Sprintf("orders[%d]", i)
+		v.queueID(p, i, o, index)
+		v.dependencies(p, o, index)
+	}
+	return v.problems
+}
+
+type validator struct{ problems []Problem }
+
+func (v *validator) add(path, message string) {
+	v.problems = append(v.problems, Problem{Path: path, Message: message})
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: v.problems}
+}
+
+func (v *validator) cycles(orders []Order) {
+	for _, c := range dependencyCycles(orders) {
+		v.add("orders", fmt.Sprintf("dependency cycle %s (each depends on the next): none of them can start; remove one of these dependencies", strings.Join(c, " -> ")))
+	}
+}
+
+// order checks one order, in the order of its fields.
+func (v *validator) order(j Job, i int, o Order, names, queueIDs map[string]int) {
+	p := fmt.Sprintf("orders[%d]", i)
+	if len(o.Cmds) == 0 {
+		v.add(p+".cmds", "no commands: list at least one shell command")
+	}
+	for k, c := range o.Cmds {
+		if strings.TrimSpace(c) == "" {
+			v.add(fmt.Sprintf("%s.cmds[%d]", p, k), "empty command: write the command or remove the entry")
+		}
+	}
+	v.timeout(p, o)
+	switch {
+	case o.OrderName == "":
+		v.add(p+".order_name", "empty: name the order")
+	case names[o.OrderName] != i:
+		v.add(p+".order_name", fmt.Sprintf("%q is also the name of orders[%d]: give each order a unique order_name", o.OrderName, names[o.OrderName]))
+	}
+	v.queueID(p, i, o, queueIDs)
+	v.dependencies(p, o, queueIDs)
+	v.target(p, o)
+	v.codeSource(p, j, o)
+	v.environment(p, o)
+	if o.SopsKey != "" && !strings.HasPrefix(o.SopsKey, "age1") {
+		// Never repeat the key: it may be a private one pasted by mistake.
+		if strings.HasPrefix(strings.ToUpper(o.SopsKey), "AGE-SECRET-KEY-") {
+			v.add(p+".sops_key", "this is an age private key, not a recipient: give its public key (age1..., from age-keygen -y) and treat the private key as exposed")
+		} else {
+			v.add(p+".sops_key", "not an age recipient: give an age public key (age1...), or leave sops_key out to seal with a per-run key")
+		}
+	}
+	v.ssmTargets(p, o)
+}
+
+func (v *validator) timeout(p string, o Order) {
+	limit := o.ExecutionTarget.TimeoutLimit()
+	switch {
+	case o.Timeout <= 0 && limit > 0:
+		v.add(p+".timeout", fmt.Sprintf("%d is not a positive number of seconds: set timeout (at most %d on %s)", o.Timeout, limit, o.ExecutionTarget))
+	case o.Timeout <= 0:
+		v.add(p+".timeout", fmt.Sprintf("%d is not a positive number of seconds: set timeout", o.Timeout))
+	case limit > 0 && o.Timeout > limit:
+		hint := map[Target]string{
+			TargetLambda:    "use codebuild or ssm for longer runs",
+			TargetCodeBuild: "use ssm for longer runs",
+			TargetSSM:       "split the work into several orders",
+		}[o.ExecutionTarget]
+		v.add(p+".timeout", fmt.Sprintf("%d exceeds the %s limit of %d (%s)", o.Timeout, o.ExecutionTarget, limit, hint))
+	}
+}
+
+func (v *validator) queueID(p string, i int, o Order, index map[string]int) {
+	switch {
+	case o.QueueID == "":
+		v.add(p+".queue_id", "empty: give the order a queue_id, or an order_name for it to default to")
+	case index[o.QueueID] != i:
+		v.add(p+".queue_id", fmt.Sprintf("%q is also the queue_id of orders[%d]: give each order a unique queue_id (it defaults to order_name)", o.QueueID, index[o.QueueID]))
+	}
+}
+
+func (v *validator) dependencies(p string, o Order, index map[string]int) {
+	ids := make([]string, 0, len(index))
+	for id := range index {
+		ids = append(ids, id)
+	}
+	seen := map[string]bool{}
+	for k, dep := range o.Dependencies {
+		dp := fmt.Sprintf("%s.dependencies[%d]", p, k)
+		_, known := index[dep]
+		switch {
+		case dep == o.QueueID:
+			v.add(dp, fmt.Sprintf("the order depends on itself: remove %q", dep))
+		case seen[dep]:
+			v.add(dp, fmt.Sprintf("%q is listed twice: remove one", dep))
+		case !known:
+			msg := fmt.Sprintf("no order has queue_id %q", dep)
+			if s := closest(dep, ids); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			v.add(dp, msg+": name another order's queue_id (it defaults to its order_name)")
+		}
+		seen[dep] = true
+	}
+}
+
+func (v *validator) target(p string, o Order) {
+	switch {
+	case o.ExecutionTarget == "":
+		v.add(p+".execution_target", "empty: use lambda, codebuild or ssm")
+	case !o.ExecutionTarget.Valid():
+		v.add(p+".execution_target", fmt.Sprintf("unknown target %q: use lambda, codebuild or ssm", o.ExecutionTarget))
+	}
+	if o.UseLambda != nil && *o.UseLambda != (o.ExecutionTarget == TargetLambda) {
+		v.add(p+".use_lambda", fmt.Sprintf("%t disagrees with execution_target %q: remove use_lambda, the old spelling, and keep execution_target", *o.UseLambda, o.ExecutionTarget))
+	}
+}
+
+func (v *validator) codeSource(p string, j Job, o Order) {
+	var sources []string
+	for _, s := range []struct{ name, value string }{
+		{"git_folder", o.GitFolder}, {"s3_location", o.S3Location}, {"local_path", o.LocalPath},
+	} {
+		if s.value != "" {
+			sources = append(sources, s.name)
+		}
+	}
+	if len(sources) > 1 {
+		v.add(p, fmt.Sprintf("more than one code source (%s): keep only one", strings.Join(sources, ", ")))
+	}
+	v.gitRepo(p+".git_repo", o.GitRepo)
+	if o.GitFolder != "" {
+		if o.GitRepo == "" && j.GitRepo == "" {
+			v.add(p+".git_folder", "no git_repo to take it from: set git_repo (owner/name) on the order or the job")
+		}
+		if hasDotDot(o.GitFolder) {
+			v.add(p+".git_folder", "contains '..': name a folder inside the repository")
+		}
+	}
+	if o.S3Location != "" {
+		if _, reason := parseS3Location(o.S3Location); reason != "" {
+			v.add(p+".s3_location", reason)
+		}
+	}
+	if o.LocalPath != "" {
+		if strings.HasPrefix(o.LocalPath, "/") || strings.HasPrefix(o.LocalPath, `\`) || (len(o.LocalPath) > 1 && o.LocalPath[1] == ':') {
+			v.add(p+".local_path", "is absolute: give a path relative to the job file's folder")
+		}
+		if hasDotDot(o.LocalPath) {
+			v.add(p+".local_path", "contains '..': give a folder inside the job file's folder")
+		}
+	}
+}
+
+func hasDotDot(p string) bool {
+	return slices.Contains(strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }), "..")
+}
+
+// environment checks env_vars and the secrets that become variables beside them. A secret and a
+// variable of the same name would leave it to chance which one an order sees.
+func (v *validator) environment(p string, o Order) {
+	owner := map[string]string{} // variable name → what sets it
+	for _, name := range slices.Sorted(maps.Keys(o.EnvVars)) {
+		ep := mapPath(p+".env_vars", name)
+		switch {
+		case !envNamePattern.MatchString(name):
+			v.add(ep, "not a valid variable name: use letters, digits and _, not starting with a digit")
+		case slices.Contains(ReservedEnvVars, name):
+			v.add(ep, fmt.Sprintf("%s is set by iac-ci: choose another name", name))
+		}
+		owner[name] = ep
+	}
+	secret := func(sp, ref, noun string) {
+		name := SecretVarName(ref)
+		switch {
+		case name == "":
+			v.add(sp, fmt.Sprintf("%q ends with a separator: name the %s itself", ref, noun))
+			return
+		case !envNamePattern.MatchString(name):
+			v.add(sp, fmt.Sprintf("%q would become variable %q, not a valid name: rename the %s to letters, digits, '-', '.' and _", ref, name, noun))
+			return
+		case slices.Contains(ReservedEnvVars, name):
+			v.add(sp, fmt.Sprintf("%q would become variable %s, which iac-ci sets: rename the %s", ref, name, noun))
+			return
+		}
+		if other, taken := owner[name]; taken {
+			v.add(sp, fmt.Sprintf("%q would become variable %s, as %s already does: remove one or rename the %s", ref, name, other, noun))
+			return
+		}
+		owner[name] = sp
+	}
+	for k, sp := range o.SSMPaths {
+		sp2 := fmt.Sprintf("%s.ssm_paths[%d]", p, k)
+		if !strings.HasPrefix(sp, "/") {
+			v.add(sp2, fmt.Sprintf("%q is not a full parameter path: start it with '/'", sp))
+			continue
+		}
+		secret(sp2, sp, "parameter")
+	}
+	for k, name := range o.SecretManagerPaths {
+		sp := fmt.Sprintf("%s.secret_manager_paths[%d]", p, k)
+		if strings.TrimSpace(name) == "" {
+			v.add(sp, "empty: give the secret's name or ARN, or remove the entry")
+			continue
+		}
+		secret(sp, name, "secret")
+	}
+}
+
+func (v *validator) ssmTargets(p string, o Order) {
+	t := o.SSMTargets
+	if o.ExecutionTarget != TargetSSM {
+		if t != nil {
+			v.add(p+".ssm_targets", fmt.Sprintf("only ssm orders run on instances: remove ssm_targets or set execution_target to ssm (it is %q)", o.ExecutionTarget))
+		}
+		return
+	}
+	const forms = `give {"instance_ids": ["i-..."]} or {"tags": {"key": "value"}}`
+	switch {
+	case t == nil || len(t.InstanceIDs) == 0 && len(t.Tags) == 0:
+		v.add(p+".ssm_targets", "required for ssm orders: "+forms)
+		return
+	case len(t.InstanceIDs) > 0 && len(t.Tags) > 0:
+		v.add(p+".ssm_targets", "both instance_ids and tags: "+forms+", not both")
+		return
+	}
+	for k, id := range t.InstanceIDs {
+		if strings.TrimSpace(id) == "" {
+			v.add(fmt.Sprintf("%s.ssm_targets.instance_ids[%d]", p, k), "empty: give an instance id or remove the entry")
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(t.Tags)) {
+		if strings.TrimSpace(key) == "" {
+			v.add(p+".ssm_targets.tags", "a tag has an empty key: name the tag")
+		}
+	}
+}
+
+func (v *validator) gitRepo(p, repo string) {
+	if repo == "" || gitRepoPattern.MatchString(repo) && !strings.HasSuffix(repo, "/.") && !strings.HasSuffix(repo, "/..") {
+		return
+	}
+	msg := fmt.Sprintf("%q is not of the form owner/name", repo)
+	// Callers often paste a clone URL; say what it should have been.
+	short := repo
+	for _, prefix := range []string{"https://github.com/", "http://github.com/", "git@github.com:", "github.com/"} {
+		short = strings.TrimPrefix(short, prefix)
+	}
+	short = strings.TrimSuffix(strings.TrimSuffix(short, "/"), ".git")
+	if short != repo && gitRepoPattern.MatchString(short) {
+		v.add(p, fmt.Sprintf("%s: write %q", msg, short))
+		return
+	}
+	v.add(p, msg+": write it like octo-org/infra")
+}
+
+func (v *validator) secretLocation(p, loc string) {
+	if loc == "" {
+		return
+	}
+	if _, reason := parseSecretLocation(loc); reason != "" {
+		v.add(p, reason)
+	}
+}

@@ -1,0 +1,397 @@
+// Package engine holds the moves of a run that several consumers make, written once: putting an
+// order on its target's queue, ending an order and waking what depended on it, and finalizing a
+// run exactly once. Intake (package producers), the orchestrator, the sweeper and the dead-letter
+// consumer (package consumers) all move runs through these functions.
+//
+// Every move is a conditional write from the expected prior state (store.OrderChange), so two
+// processes making the same move at once cannot both succeed, and a duplicate message makes no
+// move at all. Nothing here holds a lock; what a crash leaves half-done the sweeper finishes.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/store"
+)
+
+// Watcher is told whenever a run changes, so that progress can be shown (a terminal, a pull
+// request comment). It must not block.
+type Watcher interface {
+	RunChanged(runID string)
+}
+
+// Finisher is told once a run's finalization has been written, before it is marked reported; an
+// error makes the sweeper try again later (so a final comment is not lost).
+type Finisher interface {
+	RunFinished(ctx context.Context, run domain.Run) error
+}
+
+// Engine moves runs. Its fields are the ports it moves them through; set them all except the
+// optional ones, then share one Engine between goroutines.
+type Engine struct {
+	Store  store.Store
+	Queues queues.Broker
+	Blobs  blobs.Bucket // internal bucket: requests, bundles, results, logs
+	Done   blobs.Bucket // done bucket: one object per finished run
+	Keys   secrets.Keys
+	Log    *slog.Logger
+	Now    func() time.Time
+
+	Watchers  []Watcher  // optional
+	Finishers []Finisher // optional
+
+	// RequeueAfter is how long an order may stay queued before the sweeper sends its message
+	// again (a crash between the move and the send loses the message).
+	RequeueAfter time.Duration
+	// WaitRecheck is how often the sweeper re-checks a waiting order's dependencies (a crash
+	// between a dependency's end and the wake-up loses the wake-up).
+	WaitRecheck time.Duration
+	// Grace is how long past an order's timeout the sweeper waits for the worker's own result
+	// before it times the order out itself.
+	Grace time.Duration
+	// DoneURL tells where a run's done object can be read; optional.
+	DoneURL func(runID string) string
+}
+
+// Defaults for the durations above.
+const (
+	DefaultRequeueAfter = 5 * time.Minute
+	DefaultWaitRecheck  = time.Minute
+	DefaultGrace        = time.Minute
+)
+
+// Time is the engine's clock, in UTC.
+func (e *Engine) Time() time.Time { return e.now() }
+
+// GracePeriod is Grace, or DefaultGrace when unset.
+func (e *Engine) GracePeriod() time.Duration { return orDefault(e.Grace, DefaultGrace) }
+
+// WaitRecheckPeriod is WaitRecheck, or DefaultWaitRecheck when unset.
+func (e *Engine) WaitRecheckPeriod() time.Duration { return orDefault(e.WaitRecheck, DefaultWaitRecheck) }
+
+// Logger is Log, or a logger that discards when unset.
+func (e *Engine) Logger() *slog.Logger { return e.log() }
+
+// Changed tells the watchers that a run changed.
+func (e *Engine) Changed(runID string) { e.changed(runID) }
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (e *Engine) changed(runID string) {
+	for _, w := range e.Watchers {
+		w.RunChanged(runID)
+	}
+}
+
+// event writes one history entry; history is best effort and never fails a move.
+func (e *Engine) event(ctx context.Context, o domain.OrderRecord, status, details string) {
+	ev := domain.Event{
+		TraceID: o.TraceID, RunID: o.RunID, OrderName: o.OrderName, OrderNum: o.OrderNum,
+		Epoch: e.now().UnixNano(), Type: domain.EventOrderState, Status: status, Details: details, Time: e.now(),
+	}
+	if err := e.Store.AppendEvents(ctx, ev); err != nil {
+		e.log().WarnContext(ctx, "write order event", "run_id", o.RunID, "order", o.OrderName, "err", err)
+	}
+}
+
+// RunEvent writes a run-level history entry (best effort).
+func (e *Engine) RunEvent(ctx context.Context, run domain.Run, typ, status, details string) {
+	ev := domain.Event{TraceID: run.TraceID, RunID: run.RunID, Epoch: e.now().UnixNano(), Type: typ,
+		Status: status, Details: details, Time: e.now()}
+	if err := e.Store.AppendEvents(ctx, ev); err != nil {
+		e.log().WarnContext(ctx, "write run event", "run_id", run.RunID, "err", err)
+	}
+}
+
+// Enqueue moves a waiting order to queued and sends its message. It is a no-op when the order is
+// no longer waiting (someone else moved it). A crash between the move and the send is repaired by
+// the sweeper, which re-sends orders queued for longer than RequeueAfter.
+func (e *Engine) Enqueue(ctx context.Context, o domain.OrderRecord) error {
+	now := e.now()
+	err := e.Store.UpdateOrder(ctx, store.OrderChange{
+		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt,
+		To: domain.OrderQueued, DueAt: now.Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)), QueuedAt: now,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("queue order %s: %w", o.OrderName, err)
+	}
+	crashpoint.Hit("enqueue.moved")
+	e.event(ctx, o, string(domain.OrderQueued), "")
+	if err := e.send(ctx, o); err != nil {
+		return err
+	}
+	e.changed(o.RunID)
+	return nil
+}
+
+// Resend sends a queued order's message again and pushes its re-send time back. Duplicates are
+// harmless: a worker claims an order only from the state it expects.
+func (e *Engine) Resend(ctx context.Context, o domain.OrderRecord) error {
+	err := e.Store.UpdateOrder(ctx, store.OrderChange{
+		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderQueued}, Attempt: o.Attempt,
+		To: domain.OrderQueued, DueAt: e.now().Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)),
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("re-queue order %s: %w", o.OrderName, err)
+	}
+	return e.send(ctx, o)
+}
+
+func (e *Engine) send(ctx context.Context, o domain.OrderRecord) error {
+	q, err := e.Queues.Queue(queues.Orders(string(o.Target)))
+	if err != nil {
+		return fmt.Errorf("queue of %s: %w", o.Target, err)
+	}
+	body, err := json.Marshal(domain.OrderMessage{RunID: o.RunID, OrderNum: o.OrderNum, Attempt: o.Attempt, TraceID: o.TraceID})
+	if err != nil {
+		return err
+	}
+	if err := q.Send(ctx, queues.Outgoing{Body: body}); err != nil {
+		return fmt.Errorf("send order %s: %w", o.OrderName, err)
+	}
+	return nil
+}
+
+// Outcome is how an order ended.
+type Outcome struct {
+	Status     domain.OrderStatus // terminal
+	ExitCode   *int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Reason     string
+	LogKey     string
+	LogTail    string
+}
+
+// Finish moves an order to a terminal status, from one of from and (unless store.AnyAttempt) at
+// the given attempt, then wakes its dependents and finalizes the run if it was the last open
+// order. It returns false, nil when the order was not in the expected state (a duplicate or
+// stale result): nothing is moved then.
+func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain.OrderStatus, attempt int, out Outcome) (bool, error) {
+	if out.FinishedAt.IsZero() {
+		out.FinishedAt = e.now()
+	}
+	err := e.Store.UpdateOrder(ctx, store.OrderChange{
+		RunID: o.RunID, OrderNum: o.OrderNum, From: from, Attempt: attempt,
+		To: out.Status, StartedAt: out.StartedAt, FinishedAt: out.FinishedAt, ExitCode: out.ExitCode,
+		Reason: out.Reason, LogKey: out.LogKey, LogTail: out.LogTail,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("end order %s: %w", o.OrderName, err)
+	}
+	crashpoint.Hit("finish.moved")
+	e.log().InfoContext(ctx, "order ended", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName,
+		"status", out.Status, "reason", out.Reason)
+	e.event(ctx, o, string(out.Status), out.Reason)
+	e.changed(o.RunID)
+	if err := e.WakeDependents(ctx, o); err != nil {
+		return true, err
+	}
+	crashpoint.Hit("finish.woken")
+	return true, e.FinalizeIfDone(ctx, o.RunID)
+}
+
+// WakeDependents looks at each order waiting for o and queues it when all its dependencies have
+// ended, or skips it when one that must succeed did not. Its cost grows with the number of o's
+// dependents and their dependencies, never with the size of the run.
+//
+// Two dependencies ending at once cannot both miss the wake-up: each writes its own end before
+// reading the others', so at least one of them sees both ended. Both may see it; the second
+// Enqueue is then a no-op.
+func (e *Engine) WakeDependents(ctx context.Context, o domain.OrderRecord) error {
+	if len(o.Dependents) == 0 {
+		return nil
+	}
+	deps, err := e.Store.GetOrders(ctx, o.RunID, o.Dependents)
+	if err != nil {
+		return fmt.Errorf("read dependents of %s: %w", o.OrderName, err)
+	}
+	for _, d := range deps {
+		if d.Status != domain.OrderWaiting {
+			continue
+		}
+		if err := e.Wake(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Wake decides a waiting order's fate from its dependencies: queue it, skip it, or leave it
+// waiting (and look again after WaitRecheck when leaveDue is false).
+func (e *Engine) Wake(ctx context.Context, d domain.OrderRecord) error {
+	var wake domain.Wake = domain.WakeQueue
+	var reason string
+	if len(d.Deps) > 0 {
+		deps, err := e.Store.GetOrders(ctx, d.RunID, d.Deps)
+		if err != nil {
+			return fmt.Errorf("read dependencies of %s: %w", d.OrderName, err)
+		}
+		wake, reason = domain.DecideWake(deps)
+	}
+	switch wake {
+	case domain.WakeQueue:
+		return e.Enqueue(ctx, d)
+	case domain.WakeSkip:
+		_, err := e.Finish(ctx, d, []domain.OrderStatus{domain.OrderWaiting}, store.AnyAttempt,
+			Outcome{Status: domain.OrderSkipped, Reason: reason})
+		return err
+	}
+	return nil
+}
+
+// FinalizeIfDone finalizes a run whose orders have all ended.
+func (e *Engine) FinalizeIfDone(ctx context.Context, runID string) error {
+	run, err := e.Store.GetRun(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("read run: %w", err)
+	}
+	if run.Open > 0 || run.Status.Terminal() {
+		return nil
+	}
+	return e.Finalize(ctx, run, false)
+}
+
+// Finalize ends a run exactly once: one conditional write moves it to its final status; only the
+// process whose write succeeds goes on to write the done object, the job_completed event and the
+// final comment, and to delete the run's key (Report). A crash after the move leaves the run
+// ended but not reported, and the sweeper reports it.
+func (e *Engine) Finalize(ctx context.Context, run domain.Run, deadlinePassed bool) error {
+	status := domain.ResolveRunStatus(deadlinePassed, run.Failed, run.TimedOut)
+	now := e.now()
+	err := e.Store.UpdateRun(ctx, store.RunChange{
+		RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted, domain.RunRunning},
+		To: status, FinishedAt: now,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finalize run: %w", err)
+	}
+	e.log().InfoContext(ctx, "run finalized", "run_id", run.RunID, "trace_id", run.TraceID, "status", status)
+	crashpoint.Hit("finalize.moved")
+	run.Status, run.FinishedAt = status, now
+	e.changed(run.RunID)
+	return e.Report(ctx, run)
+}
+
+// DoneDocument is what a run's done object holds: its status and a summary, readable without
+// access to order data.
+type DoneDocument struct {
+	RunID      string           `json:"run_id"`
+	TraceID    string           `json:"trace_id"`
+	FlowID     string           `json:"flow_id"`
+	Status     domain.RunStatus `json:"status"`
+	Orders     int              `json:"orders"`
+	Failed     int              `json:"failed"`
+	TimedOut   int              `json:"timed_out"`
+	CreatedAt  time.Time        `json:"created_at"`
+	FinishedAt time.Time        `json:"finished_at"`
+}
+
+// Report writes a finalized run's side effects, each idempotent, then marks it reported. The
+// sweeper calls it again for a run that ended but was never reported.
+func (e *Engine) Report(ctx context.Context, run domain.Run) error {
+	doc, err := json.Marshal(DoneDocument{RunID: run.RunID, TraceID: run.TraceID, FlowID: run.FlowID, Status: run.Status,
+		Orders: run.OrderCount, Failed: run.Failed, TimedOut: run.TimedOut, CreatedAt: run.CreatedAt, FinishedAt: run.FinishedAt})
+	if err != nil {
+		return err
+	}
+	if err := e.Done.Put(ctx, blobs.DoneKey(run.RunID), doc); err != nil {
+		return fmt.Errorf("write done object: %w", err)
+	}
+	// The event's epoch is the finish time, so writing it again replaces it rather than adding one.
+	ev := domain.Event{TraceID: run.TraceID, RunID: run.RunID, Epoch: run.FinishedAt.UnixNano(),
+		Type: domain.EventJobCompleted, Status: string(run.Status), Time: run.FinishedAt}
+	if err := e.Store.AppendEvents(ctx, ev); err != nil {
+		return fmt.Errorf("write job_completed: %w", err)
+	}
+	if err := e.Keys.DeleteRunKey(ctx, run.RunID); err != nil {
+		return fmt.Errorf("delete run key: %w", err)
+	}
+	crashpoint.Hit("report.written")
+	for _, f := range e.Finishers {
+		if err := f.RunFinished(ctx, run); err != nil {
+			return fmt.Errorf("report run: %w", err)
+		}
+	}
+	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{run.Status},
+		OnlyIfUnreported: true, To: run.Status, Reported: true})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("mark run reported: %w", err)
+	}
+	e.changed(run.RunID)
+	return nil
+}
+
+// TimeOutRun ends every open order of a run whose job deadline passed, then finalizes it as
+// timed out.
+func (e *Engine) TimeOutRun(ctx context.Context, run domain.Run) error {
+	orders, err := e.Store.ListOrders(ctx, run.RunID)
+	if err != nil {
+		return fmt.Errorf("list orders: %w", err)
+	}
+	for _, o := range orders {
+		if o.Status.Terminal() {
+			continue
+		}
+		err := e.Store.UpdateOrder(ctx, store.OrderChange{
+			RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{o.Status}, Attempt: o.Attempt,
+			To: domain.OrderTimedOut, FinishedAt: e.now(), Reason: "the job deadline (job_timeout) passed",
+		})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("time out order %s: %w", o.OrderName, err)
+		}
+		if err == nil {
+			e.event(ctx, o, string(domain.OrderTimedOut), "the job deadline (job_timeout) passed")
+		}
+	}
+	run, err = e.Store.GetRun(ctx, run.RunID)
+	if err != nil {
+		return fmt.Errorf("read run: %w", err)
+	}
+	if run.Open > 0 {
+		// An order moved (to a new attempt, say) between the list and the moves: next sweep.
+		return nil
+	}
+	return e.Finalize(ctx, run, true)
+}

@@ -1,0 +1,5 @@
+resource "null_resource" "hello" {
+  triggers = {
+    greeting = "hello from iac-ci"
+  }
+}

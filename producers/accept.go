@@ -1,0 +1,154 @@
+// Package producers holds iac-ci's entry points and intake. The HTTP producers (POST /webhook for
+// jobs and GitHub events, POST /ssm for SSM jobs) do only what must be answered at once: verify
+// the signature, decode and validate the whole job, store the request and queue it for intake,
+// then answer 202 with the run's identifiers. Intake, a consumer of the intake queue, does the slow
+// part: it fetches code and secrets, seals each order's environment into its bundle, inserts the
+// run and its orders, and queues the orders that wait for nothing.
+//
+// A rejected request leaves nothing behind: validation comes before any write.
+package producers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/queues"
+)
+
+// Accepter stores accepted requests and queues them for intake.
+type Accepter struct {
+	Blobs  blobs.Bucket
+	Queues queues.Broker
+	Now    func() time.Time
+	// DoneURL tells where a run's done object can be read.
+	DoneURL func(runID string) string
+	// Embedded allows what only the embedded engine can do (local_path code, env: secrets).
+	Embedded bool
+}
+
+// Accepted is what a producer answers for an accepted job.
+type Accepted struct {
+	RunID        string `json:"run_id"`
+	TraceID      string `json:"trace_id"`
+	FlowID       string `json:"flow_id"`
+	DoneEndpoint string `json:"done_endpt"`
+	// Duplicate is set when the request was accepted before (a redelivered GitHub event).
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Submission is a job on its way in.
+type Submission struct {
+	Job      domain.Job
+	Envelope domain.Envelope
+	Source   string // webhook, ssm, github, cli
+	SSM      bool   // an SSM job: ssm is the default target and flow label
+	// RunID, when set, fixes the run id (a GitHub delivery id maps to one run, so a redelivery
+	// is recognized).
+	RunID string
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Prepare normalizes and validates a submission's job; the error is a *domain.ValidationError
+// listing every problem.
+func (a *Accepter) Prepare(s *Submission) error {
+	s.Job.Normalize(s.SSM)
+	err := domain.Validate(s.Job)
+	var problems []domain.Problem
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) {
+		problems = append(problems, ve.Problems...)
+	} else if err != nil {
+		return err
+	}
+	if !a.Embedded {
+		for i, o := range s.Job.Orders {
+			if o.LocalPath != "" {
+				problems = append(problems, domain.Problem{Path: fmt.Sprintf("orders[%d].local_path", i),
+					Message: "local_path works only embedded (iac-ci run, or serve without --backend aws); use git_folder or s3_location"})
+			}
+		}
+		for _, f := range []struct{ path, loc string }{{"git_token_location", s.Job.GitTokenLocation}, {"git_ssh_key_location", s.Job.GitSSHKeyLocation}} {
+			if l, err := domain.ParseSecretLocation(f.loc); f.loc != "" && err == nil && l.Kind == domain.SecretEnv {
+				problems = append(problems, domain.Problem{Path: f.path, Message: "env: locations work only embedded; use aws:::ssm:<path> or aws:::secretd:<name>"})
+			}
+		}
+	}
+	if s.Envelope.RunID != "" && !idPattern.MatchString(s.Envelope.RunID) {
+		problems = append(problems, domain.Problem{Path: "run_id", Message: "must be 1 to 128 letters, digits, '.', '_' or '-'"})
+	}
+	if s.Envelope.TraceID != "" && !idPattern.MatchString(s.Envelope.TraceID) {
+		problems = append(problems, domain.Problem{Path: "trace_id", Message: "must be 1 to 128 letters, digits, '.', '_' or '-'"})
+	}
+	if len(problems) > 0 {
+		return &domain.ValidationError{Problems: problems}
+	}
+	return nil
+}
+
+// Accept validates a submission, stores it and queues it for intake. Only when both are written
+// does it return the run's identifiers; a rejected job writes nothing.
+func (a *Accepter) Accept(ctx context.Context, s Submission) (Accepted, error) {
+	if err := a.Prepare(&s); err != nil {
+		return Accepted{}, err
+	}
+	now := time.Now().UTC()
+	if a.Now != nil {
+		now = a.Now().UTC()
+	}
+	runID := s.RunID
+	if runID == "" {
+		runID = s.Envelope.RunID
+	}
+	if runID == "" {
+		runID = domain.NewRunID(now)
+	}
+	traceID := s.Envelope.TraceID
+	if traceID == "" {
+		traceID = domain.NewTraceID()
+	}
+	req := domain.Request{
+		RunID: runID, TraceID: traceID, FlowID: domain.FlowID(s.Job.Username, traceID, s.Job.FlowLabel),
+		Source: s.Source, ReceivedAt: now, Job: s.Job,
+	}
+	if a.DoneURL != nil {
+		req.DoneEndpoint = a.DoneURL(runID)
+	}
+	acc := Accepted{RunID: runID, TraceID: traceID, FlowID: req.FlowID, DoneEndpoint: req.DoneEndpoint}
+	key := blobs.RequestKey(runID)
+	if s.RunID != "" || s.Envelope.RunID != "" {
+		// A caller-chosen run id seen before: answer as the first time, start nothing.
+		if prev, err := a.Blobs.Get(ctx, key); err == nil {
+			var old domain.Request
+			if json.Unmarshal(prev, &old) == nil {
+				return Accepted{RunID: old.RunID, TraceID: old.TraceID, FlowID: old.FlowID, DoneEndpoint: old.DoneEndpoint, Duplicate: true}, nil
+			}
+		} else if !errors.Is(err, blobs.ErrNotFound) {
+			return Accepted{}, fmt.Errorf("look up request: %w", err)
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Accepted{}, err
+	}
+	if err := a.Blobs.Put(ctx, key, body); err != nil {
+		return Accepted{}, fmt.Errorf("store request: %w", err)
+	}
+	q, err := a.Queues.Queue(queues.Intake)
+	if err == nil {
+		msg, _ := json.Marshal(domain.IntakeMessage{RunID: runID, TraceID: traceID, RequestKey: key})
+		err = q.Send(ctx, queues.Outgoing{Body: msg})
+	}
+	if err != nil {
+		// Not accepted after all: take the request back so that nothing is left behind.
+		_ = a.Blobs.Delete(ctx, key)
+		return Accepted{}, fmt.Errorf("queue request for intake: %w", err)
+	}
+	return acc, nil
+}

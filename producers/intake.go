@@ -1,0 +1,359 @@
+package producers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"time"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/bundle"
+	"github.com/iac-ci/iac-ci/codesource"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sealing"
+	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/store"
+)
+
+// Intake turns accepted requests into runs. It is idempotent: a request handled twice (a crash,
+// a redelivered message) makes one run, seals with one key, and queues each order once.
+type Intake struct {
+	Engine  *engine.Engine
+	Secrets secrets.Source
+	// Getenv answers env: secret locations (embedded only); nil refuses them.
+	Getenv func(string) string
+	// GitBaseURL is where git_repo is cloned from ("https://github.com" when empty).
+	GitBaseURL string
+	// GetObject reads an s3_location zip; nil refuses s3_location.
+	GetObject func(ctx context.Context, bucket, key string) ([]byte, error)
+	// WorkDir holds scratch space for cloning and copying code.
+	WorkDir string
+	// Parallel bounds how many orders are packaged at once (default: the number of CPUs).
+	Parallel int
+}
+
+// Handle handles one intake message.
+func (in *Intake) Handle(ctx context.Context, m queues.Message) error {
+	var msg domain.IntakeMessage
+	if err := json.Unmarshal(m.Body, &msg); err != nil || msg.RequestKey == "" {
+		in.Engine.Logger().WarnContext(ctx, "dropping malformed intake message")
+		return nil
+	}
+	req, err := in.load(ctx, msg.RequestKey)
+	if errors.Is(err, blobs.ErrNotFound) {
+		in.Engine.Logger().WarnContext(ctx, "intake request gone", "run_id", msg.RunID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return in.Process(ctx, req)
+}
+
+func (in *Intake) load(ctx context.Context, key string) (domain.Request, error) {
+	var req domain.Request
+	data, err := in.Engine.Blobs.Get(ctx, key)
+	if err != nil {
+		return req, fmt.Errorf("read request: %w", err)
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, fmt.Errorf("read request %s: %w", key, err)
+	}
+	return req, nil
+}
+
+// Process makes a run of a request and queues its first orders.
+func (in *Intake) Process(ctx context.Context, req domain.Request) error {
+	e := in.Engine
+	log := e.Logger().With("run_id", req.RunID, "trace_id", req.TraceID)
+	run, err := e.Store.GetRun(ctx, req.RunID)
+	switch {
+	case err == nil && run.Status != domain.RunAccepted:
+		return nil // done before
+	case err == nil:
+		// Created, but the process stopped before every first order was queued.
+	case errors.Is(err, store.ErrNotFound):
+		run, err = in.create(ctx, req)
+		if err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "run created", "orders", run.OrderCount)
+	default:
+		return fmt.Errorf("read run: %w", err)
+	}
+	crashpoint.Hit("intake.created")
+	e.RunEvent(ctx, run, domain.EventRunAccepted, string(domain.RunAccepted), req.Source)
+	orders, err := e.Store.ListOrders(ctx, req.RunID)
+	if err != nil {
+		return fmt.Errorf("list orders: %w", err)
+	}
+	for _, o := range orders {
+		switch {
+		case o.Status == domain.OrderWaiting && len(o.Deps) == 0:
+			err = e.Enqueue(ctx, o)
+		case o.Status.Terminal(): // failed at intake: its dependents may have to be skipped
+			err = e.WakeDependents(ctx, o)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	crashpoint.Hit("intake.enqueued")
+	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunRunning})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("start run: %w", err)
+	}
+	e.RunEvent(ctx, run, domain.EventRunStarted, string(domain.RunRunning), "")
+	e.Changed(run.RunID)
+	return e.FinalizeIfDone(ctx, run.RunID)
+}
+
+// create packages every order and inserts the run. Orders whose code or secrets cannot be had
+// are inserted already failed, with the reason.
+func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, error) {
+	e := in.Engine
+	job := req.Job
+	records, err := domain.Plan(job, req.RunID, req.TraceID)
+	if err != nil {
+		return domain.Run{}, fmt.Errorf("plan run: %w", err)
+	}
+	recipient, err := in.runKey(ctx, req.RunID)
+	if err != nil {
+		return domain.Run{}, err
+	}
+	workDir, err := os.MkdirTemp(in.WorkDir, "intake-")
+	if err != nil {
+		return domain.Run{}, fmt.Errorf("intake scratch space: %w", err)
+	}
+	defer os.RemoveAll(workDir)
+	fetcher := &codesource.Fetcher{WorkDir: workDir, GitBaseURL: in.GitBaseURL, GetObject: in.GetObject, BaseDir: job.BaseDir}
+	if fetcher.GitToken, err = in.resolve(ctx, job.GitTokenLocation); err != nil {
+		return domain.Run{}, fmt.Errorf("git_token_location: %w", err)
+	}
+	if fetcher.GitSSHKey, err = in.resolve(ctx, job.GitSSHKeyLocation); err != nil {
+		return domain.Run{}, fmt.Errorf("git_ssh_key_location: %w", err)
+	}
+
+	reasons := make([]string, len(records))
+	g, gctx := errgroup.WithContext(ctx)
+	parallel := in.Parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
+	g.SetLimit(parallel)
+	for i := range records {
+		g.Go(func() error {
+			reason, err := in.pack(gctx, req, fetcher, job.Orders[i], records[i], recipient)
+			reasons[i] = reason
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return domain.Run{}, err
+	}
+	crashpoint.Hit("intake.bundled")
+
+	now := e.Time()
+	run := domain.Run{
+		RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Username: job.Username, GitRepo: job.GitRepo,
+		PRNumber: job.PRNumber, IssueNumber: job.IssueNumber, CommitHash: job.CommitHash, CommentTag: job.PRCommentSearchTag,
+		Source: req.Source, Status: domain.RunAccepted, OrderCount: len(records), Open: len(records),
+		CreatedAt: now, Deadline: now.Add(secondsOf(job.JobTimeout)), PresignExpiry: job.PresignExpiry, DoneEndpoint: req.DoneEndpoint,
+	}
+	if run.CommentTag == "" {
+		run.CommentTag = "iac-ci-" + req.TraceID
+	}
+	for i := range records {
+		records[i].DueAt = now.Add(e.WaitRecheckPeriod())
+		if reasons[i] == "" {
+			continue
+		}
+		code := -1
+		records[i].Status, records[i].Reason, records[i].ExitCode, records[i].FinishedAt = domain.OrderFailed, reasons[i], &code, now
+		records[i].DueAt = time.Time{}
+		run.Open--
+		if records[i].MustSucceed {
+			run.Failed++
+		}
+	}
+	if err := e.Store.CreateRun(ctx, run, records); err != nil {
+		return domain.Run{}, fmt.Errorf("insert run: %w", err)
+	}
+	return e.Store.GetRun(ctx, req.RunID)
+}
+
+// runKey returns the recipient of the run's age key, making and storing the key the first time.
+func (in *Intake) runKey(ctx context.Context, runID string) (string, error) {
+	identity, err := in.Engine.Keys.GetRunKey(ctx, runID)
+	if errors.Is(err, secrets.ErrNotFound) {
+		k, err := sealing.NewKey()
+		if err != nil {
+			return "", fmt.Errorf("make run key: %w", err)
+		}
+		if err := in.Engine.Keys.PutRunKey(ctx, runID, k.Identity); err != nil {
+			return "", fmt.Errorf("store run key: %w", err)
+		}
+		return k.Recipient, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read run key: %w", err)
+	}
+	id, err := age.ParseX25519Identity(identity)
+	if err != nil {
+		return "", fmt.Errorf("run key of %s is not an age identity", runID)
+	}
+	return id.Recipient().String(), nil
+}
+
+func (in *Intake) resolve(ctx context.Context, location string) (string, error) {
+	if location == "" {
+		return "", nil
+	}
+	loc, err := domain.ParseSecretLocation(location)
+	if err != nil {
+		return "", err
+	}
+	getenv := in.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	return secrets.Resolve(ctx, in.Secrets, loc, getenv)
+}
+
+// pack builds one order's bundle. A problem with the order's own inputs (its code, its secrets)
+// is returned as a reason, failing that order alone; an error is a problem with intake itself.
+func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fetcher, o domain.Order, rec domain.OrderRecord, recipient string) (string, error) {
+	codeDir, err := f.Dir(ctx, req.Job, o)
+	if err != nil {
+		return "code source: " + err.Error(), nil
+	}
+	env := map[string]string{}
+	for k, v := range o.EnvVars {
+		env[k] = v
+	}
+	var secretNames []string
+	if req.Job.NoSecrets && (len(o.SSMPaths) > 0 || len(o.SecretManagerPaths) > 0) {
+		return "secrets are withheld from this run (a pull request from a fork)", nil
+	}
+	if !req.Job.NoSecrets {
+		values, err := secrets.FetchOrderSecrets(ctx, in.Secrets, o)
+		if err != nil {
+			return "secrets: " + err.Error(), nil
+		}
+		for k, v := range values {
+			env[k] = v
+			secretNames = append(secretNames, k)
+		}
+	}
+	sort.Strings(secretNames)
+	num := domain.OrderNumString(rec.OrderNum)
+	for k, v := range map[string]string{
+		"TRACE_ID": req.TraceID, "RUN_ID": req.RunID, "ORDER_ID": req.RunID + ":" + num,
+		"ORDER_NUM": num, "FLOW_ID": req.FlowID,
+	} {
+		env[k] = v
+	}
+	names := make([]string, 0, len(env)+1)
+	for k := range env {
+		names = append(names, k)
+	}
+	names = append(names, "CALLBACK_URL")
+	sort.Strings(names)
+	recipients := []string{recipient}
+	if o.SopsKey != "" {
+		recipients = append(recipients, o.SopsKey)
+	}
+	sealed, err := sealing.Seal(env, recipients...)
+	if err != nil {
+		return "", fmt.Errorf("seal order %s: %w", rec.OrderName, err)
+	}
+	m := bundle.Manifest{
+		RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, OrderName: rec.OrderName, QueueID: rec.QueueID,
+		OrderNum: rec.OrderNum, Target: rec.Target, Cmds: o.Cmds, Timeout: o.Timeout, EnvNames: names,
+		SecretNames: secretNames, SSMTargets: o.SSMTargets, CreatedAt: req.ReceivedAt,
+	}
+	execZip, stripped, err := bundle.Build(m, sealed, codeDir)
+	if err != nil {
+		return "bundle: " + err.Error(), nil
+	}
+	if err := in.Engine.Blobs.Put(ctx, blobs.ExecKey(req.RunID, rec.OrderNum), execZip); err != nil {
+		return "", fmt.Errorf("store bundle of %s: %w", rec.OrderName, err)
+	}
+	if err := in.Engine.Blobs.Put(ctx, blobs.StrippedKey(req.RunID, rec.OrderNum), stripped); err != nil {
+		return "", fmt.Errorf("store stripped bundle of %s: %w", rec.OrderName, err)
+	}
+	return "", nil
+}
+
+func secondsOf(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// IntakeDeadLetters ends the runs whose intake kept failing: an accepted request must still reach
+// a terminal state, so its run is made (if it was not) with every open order failed, and
+// finalized.
+type IntakeDeadLetters struct {
+	Intake *Intake
+}
+
+// Handle fails the run of one dead intake message.
+func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error {
+	e := d.Intake.Engine
+	var msg domain.IntakeMessage
+	if err := json.Unmarshal(m.Body, &msg); err != nil || msg.RequestKey == "" {
+		return nil
+	}
+	req, err := d.Intake.load(ctx, msg.RequestKey)
+	if errors.Is(err, blobs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	const reason = "intake failed repeatedly (see the server's log); the order was never run"
+	_, err = e.Store.GetRun(ctx, req.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		records, perr := domain.Plan(req.Job, req.RunID, req.TraceID)
+		if perr != nil {
+			return fmt.Errorf("plan run: %w", perr)
+		}
+		now := e.Time()
+		run := domain.Run{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Username: req.Job.Username,
+			GitRepo: req.Job.GitRepo, PRNumber: req.Job.PRNumber, IssueNumber: req.Job.IssueNumber, Source: req.Source,
+			Status: domain.RunAccepted, OrderCount: len(records), CreatedAt: now, Deadline: now,
+			PresignExpiry: req.Job.PresignExpiry, DoneEndpoint: req.DoneEndpoint, CommentTag: "iac-ci-" + req.TraceID}
+		code := -1
+		for i := range records {
+			records[i].Status, records[i].Reason, records[i].ExitCode, records[i].FinishedAt = domain.OrderFailed, reason, &code, now
+			if records[i].MustSucceed {
+				run.Failed++
+			}
+		}
+		if err := e.Store.CreateRun(ctx, run, records); err != nil {
+			return fmt.Errorf("insert failed run: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("read run: %w", err)
+	}
+	orders, err := e.Store.ListOrders(ctx, req.RunID)
+	if err != nil {
+		return fmt.Errorf("list orders: %w", err)
+	}
+	for _, o := range orders {
+		if o.Status == domain.OrderWaiting {
+			if _, err := e.Finish(ctx, o, []domain.OrderStatus{domain.OrderWaiting}, store.AnyAttempt,
+				engine.Outcome{Status: domain.OrderFailed, Reason: reason}); err != nil {
+				return err
+			}
+		}
+	}
+	return e.FinalizeIfDone(ctx, req.RunID)
+}

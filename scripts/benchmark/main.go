@@ -1,0 +1,158 @@
+// Command benchmark measures the embedded engine against a baseline run beside it, and prints
+// ratios: a fan-out of independent orders against the same commands run by xargs -P, and a chain
+// of dependent orders against the same commands run one after another. scripts/bench builds and
+// runs it.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	binary := flag.String("binary", "iac-ci", "the iac-ci binary to measure")
+	workers := flag.Int("workers", 4, "orders at once (iac-ci --workers) and xargs -P")
+	fanout := flag.Int("fanout", 1000, "independent orders in the fan-out")
+	chain := flag.Int("chain", 200, "dependent orders in the chain")
+	aws := flag.Bool("aws", false, "also count AWS API calls per order through serve --backend aws against moto_server")
+	flag.Parse()
+	if err := run(*binary, *workers, *fanout, *chain, *aws); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark:", err)
+		os.Exit(1)
+	}
+}
+
+func run(binary string, workers, fanout, chain int, aws bool) error {
+	dir, err := os.MkdirTemp("", "iac-ci-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Printf("machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
+	fmt.Printf("workers: %d\n\n", workers)
+
+	// Fan-out.
+	fanJob := filepath.Join(dir, "fanout.json")
+	if err := writeJob(fanJob, fanout, false); err != nil {
+		return err
+	}
+	base, _, err := timed("sh", "-c", fmt.Sprintf("seq %d | xargs -P %d -I{} sh -c true", fanout, workers))
+	if err != nil {
+		return fmt.Errorf("xargs baseline: %w", err)
+	}
+	eng, rss, err := timed(binary, "run", "--json", "--workers", fmt.Sprint(workers), fanJob)
+	if err != nil {
+		return fmt.Errorf("fan-out: %w", err)
+	}
+	fmt.Printf("fan-out: %d independent orders running `true`\n", fanout)
+	fmt.Printf("  xargs -P %d          %8.3f s\n", workers, base.Seconds())
+	fmt.Printf("  iac-ci run           %8.3f s\n", eng.Seconds())
+	fmt.Printf("  ratio                %8.2fx   (target: within 2x)\n", eng.Seconds()/base.Seconds())
+	fmt.Printf("  peak memory (RSS)    %8.1f MB (target: under 150 MB)\n\n", float64(rss)/1024)
+
+	// Chain.
+	chainJob := filepath.Join(dir, "chain.json")
+	if err := writeJob(chainJob, chain, true); err != nil {
+		return err
+	}
+	oneJob := filepath.Join(dir, "one.json")
+	if err := writeJob(oneJob, 1, true); err != nil {
+		return err
+	}
+	seq, _, err := timed("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do sh -c true; i=$((i+1)); done", chain))
+	if err != nil {
+		return fmt.Errorf("sequential baseline: %w", err)
+	}
+	one, _, err := timed(binary, "run", "--json", oneJob)
+	if err != nil {
+		return fmt.Errorf("one order: %w", err)
+	}
+	ch, _, err := timed(binary, "run", "--json", "--workers", fmt.Sprint(workers), chainJob)
+	if err != nil {
+		return fmt.Errorf("chain: %w", err)
+	}
+	perHop := (ch - one - seq) / time.Duration(chain-1)
+	fmt.Printf("chain: %d dependent orders running `true`\n", chain)
+	fmt.Printf("  sequential sh -c     %8.3f s\n", seq.Seconds())
+	fmt.Printf("  iac-ci run           %8.3f s   (one-order run, start-up included: %.3f s)\n", ch.Seconds(), one.Seconds())
+	fmt.Printf("  ratio                %8.2fx\n", ch.Seconds()/seq.Seconds())
+	fmt.Printf("  overhead per hop     %8.2f ms  (chain - one-order run - sequential, over %d hops; target: under 3 ms)\n",
+		float64(perHop.Microseconds())/1000, chain-1)
+	if aws {
+		return awsCalls(binary, dir)
+	}
+	return nil
+}
+
+// writeJob writes a job of n orders running `true`, each depending on the one before when chained.
+func writeJob(path string, n int, chained bool) error {
+	type order struct {
+		Name   string   `json:"order_name"`
+		Cmds   []string `json:"cmds"`
+		Target string   `json:"execution_target"`
+		Time   int      `json:"timeout"`
+		Deps   []string `json:"dependencies,omitempty"`
+	}
+	job := struct {
+		Username   string  `json:"username"`
+		JobTimeout int     `json:"job_timeout"`
+		Orders     []order `json:"orders"`
+	}{Username: "bench", JobTimeout: 3600}
+	for i := range n {
+		o := order{Name: fmt.Sprintf("o%04d", i+1), Cmds: []string{"true"}, Target: "lambda", Time: 60}
+		if chained && i > 0 {
+			o.Deps = []string{fmt.Sprintf("o%04d", i)}
+		}
+		job.Orders = append(job.Orders, o)
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// timed runs a command and returns its wall time and its peak resident memory in KiB.
+func timed(name string, args ...string) (time.Duration, int64, error) {
+	cmd := exec.Command(name, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	start := time.Now()
+	out, err := cmd.Output()
+	took := time.Since(start)
+	if err != nil {
+		return took, 0, fmt.Errorf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, errb.String())
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux
+	}
+	return took, rss, nil
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// awsCalls is filled in with the AWS backend.
+func awsCalls(binary, dir string) error {
+	return fmt.Errorf("--aws: the aws backend is not built yet")
+}

@@ -1,0 +1,39 @@
+package sealing
+
+import (
+	"context"
+	"errors"
+
+	sopsage "github.com/getsops/sops/v3/age"
+	"github.com/getsops/sops/v3/keyservice"
+	"google.golang.org/grpc"
+)
+
+// identityService is a SOPS key service that unwraps data keys with identities it was handed.
+// SOPS's own local key service finds age identities only through SOPS_AGE_KEY* variables and
+// files, which are process-wide; injecting parsed identities into each master key is the way the
+// sops age package offers for a key service that holds its own (age/keysource.go,
+// ParsedIdentities.ApplyToMasterKey).
+type identityService struct {
+	ids sopsage.ParsedIdentities
+}
+
+var errNotAge = errors.New("only age keys can be used")
+
+func (s identityService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, _ ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+	ak := req.GetKey().GetAgeKey()
+	if ak == nil {
+		return nil, errNotAge
+	}
+	mk := sopsage.MasterKey{Recipient: ak.GetRecipient(), EncryptedKey: string(req.GetCiphertext())}
+	s.ids.ApplyToMasterKey(&mk)
+	plain, err := mk.Decrypt()
+	if err != nil {
+		return nil, err
+	}
+	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+}
+
+func (s identityService) Encrypt(context.Context, *keyservice.EncryptRequest, ...grpc.CallOption) (*keyservice.EncryptResponse, error) {
+	return nil, errors.New("identityService only decrypts")
+}

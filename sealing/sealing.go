@@ -1,0 +1,216 @@
+// Package sealing seals an order's environment into a SOPS document encrypted for age recipients,
+// and opens it again with an age identity.
+//
+// A sealed bundle is a standard SOPS JSON document: variable names stay in clear, every value is
+// encrypted, and the "sops" metadata lists the age recipients and the MAC. Anyone holding one of
+// the recipients' identities can open it with the sops command (`SOPS_AGE_KEY=... sops -d`).
+//
+// Open never reads identities from the process environment or the disk: it uses only the
+// identity it is given, so many runs can open their bundles at once. No error of this package
+// contains a value of the environment or an identity.
+//
+// This is the only package of iac-ci that imports SOPS, which is slow to compile; keep it so.
+package sealing
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/getsops/sops/v3"
+	"github.com/getsops/sops/v3/aes"
+	sopsage "github.com/getsops/sops/v3/age"
+	"github.com/getsops/sops/v3/config"
+	"github.com/getsops/sops/v3/keyservice"
+	sopsjson "github.com/getsops/sops/v3/stores/json"
+	"github.com/getsops/sops/v3/version"
+)
+
+var (
+	// ErrRecipient: a recipient is not an age public key.
+	ErrRecipient = errors.New("not an age X25519 or post-quantum public key (age1...); plugin and ssh recipients are refused")
+	// ErrIdentity: an identity is not an age secret key.
+	ErrIdentity = errors.New("not an age secret key (AGE-SECRET-KEY-1...)")
+	// ErrWrongKey: the identity is not one of the bundle's recipients.
+	ErrWrongKey = errors.New("the identity is not a recipient of the bundle")
+	// ErrMalformed: the document is not a SOPS document this package can open, or it was
+	// tampered with (its MAC does not match).
+	ErrMalformed = errors.New("malformed or tampered bundle")
+)
+
+// Key is an age key pair: Identity (AGE-SECRET-KEY-1...) opens what was sealed for Recipient
+// (age1...).
+type Key struct {
+	Identity  string
+	Recipient string
+}
+
+// NewKey generates a fresh X25519 age key pair.
+func NewKey() (Key, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return Key{}, fmt.Errorf("generate age key: %w", err)
+	}
+	return Key{Identity: id.String(), Recipient: id.Recipient().String()}, nil
+}
+
+// everyKey is an encrypted_regex that matches every name. Stating a rule explicitly matters:
+// a document without one is read by sops as if it said unencrypted_suffix "_unencrypted", which
+// would leave a variable named FOO_unencrypted unreadable (sops would take its ciphertext for
+// its value and fail the MAC) — and sealing with that default would leave it in clear.
+const everyKey = "^"
+
+// Seal encrypts env for every recipient (age public keys); any one recipient's identity opens
+// the result. Variables are written in name order.
+func Seal(env map[string]string, recipients ...string) ([]byte, error) {
+	if len(recipients) == 0 {
+		return nil, errors.New("seal: at least one recipient is needed")
+	}
+	group := make(sops.KeyGroup, 0, len(recipients))
+	for i, r := range recipients {
+		// Never echo r: a caller may have pasted a secret key where a public key belongs.
+		if !nativeRecipient(r) {
+			return nil, fmt.Errorf("seal: recipient %d: %w", i+1, ErrRecipient)
+		}
+		mk, err := sopsage.MasterKeyFromRecipient(r)
+		if err != nil {
+			return nil, fmt.Errorf("seal: recipient %d: %w", i+1, ErrRecipient)
+		}
+		group = append(group, mk)
+	}
+
+	names := make([]string, 0, len(env))
+	for name := range env {
+		switch name {
+		case "":
+			return nil, errors.New("seal: a variable has an empty name")
+		case "sops":
+			return nil, errors.New(`seal: a variable may not be named "sops", which SOPS reserves for its metadata`)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	branch := make(sops.TreeBranch, 0, len(names))
+	for _, name := range names {
+		branch = append(branch, sops.TreeItem{Key: name, Value: env[name]})
+	}
+
+	tree := sops.Tree{
+		Branches: sops.TreeBranches{branch},
+		Metadata: sops.Metadata{
+			KeyGroups:      []sops.KeyGroup{group},
+			EncryptedRegex: everyKey,
+			Version:        version.Version,
+		},
+	}
+	// The same steps as `sops encrypt` (cmd/sops/encrypt.go and common.EncryptTree in
+	// github.com/getsops/sops/v3): a random data key wrapped for each recipient, the values
+	// encrypted with it, and the MAC over the cleartext encrypted with the last-modified time
+	// as additional data. Wrapping needs only public keys, so sops's local key service serves.
+	dataKey, errs := tree.GenerateDataKey()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("seal: wrap data key: %w", errors.Join(errs...))
+	}
+	cipher := aes.NewCipher()
+	mac, err := tree.Encrypt(dataKey, cipher)
+	if err != nil {
+		// sops's message names the cipher failure, not the value.
+		return nil, fmt.Errorf("seal: encrypt values: %w", err)
+	}
+	tree.Metadata.LastModified = time.Now().UTC()
+	tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
+	if err != nil {
+		return nil, fmt.Errorf("seal: encrypt mac: %w", err)
+	}
+	doc, err := jsonStore().EmitEncryptedFile(tree)
+	if err != nil {
+		return nil, fmt.Errorf("seal: write document: %w", err)
+	}
+	return doc, nil
+}
+
+// nativeRecipient reports whether r is an X25519 or hybrid post-quantum age recipient. Anything
+// else sops would also take is refused: a plugin recipient ("age1name1...") makes sops run the
+// program age-plugin-name from PATH, and a recipient can come from a caller's job (sops_key).
+func nativeRecipient(r string) bool {
+	if _, err := age.ParseX25519Recipient(r); err == nil {
+		return true
+	}
+	_, err := age.ParseHybridRecipient(r)
+	return err == nil
+}
+
+// Open decrypts a bundle made by Seal (or any flat SOPS JSON document sealed for age) with one
+// age identity, checks its MAC, and returns the variables. Numbers and booleans a person may
+// have written into a document by hand come back in their JSON spelling.
+func Open(doc []byte, identity string) (map[string]string, error) {
+	id, err := age.ParseX25519Identity(strings.TrimSpace(identity))
+	if err != nil {
+		// age's message may quote the input; the identity must never reach an error.
+		return nil, fmt.Errorf("open bundle: %w", ErrIdentity)
+	}
+	tree, err := jsonStore().LoadEncryptedFile(doc)
+	if err != nil {
+		// The loader may quote parts of the document; a hand-made document may hold cleartext.
+		return nil, fmt.Errorf("open bundle: read SOPS document: %w", ErrMalformed)
+	}
+	dataKey, err := tree.Metadata.GetDataKeyWithKeyServices(
+		[]keyservice.KeyServiceClient{identityService{ids: sopsage.ParsedIdentities{id}}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle: %w", ErrWrongKey)
+	}
+	cipher := aes.NewCipher()
+	mac, err := tree.Decrypt(dataKey, cipher)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle: decrypt values: %w", ErrMalformed)
+	}
+	stored, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, dataKey,
+		tree.Metadata.LastModified.Format(time.RFC3339))
+	if err != nil {
+		return nil, fmt.Errorf("open bundle: decrypt mac: %w", ErrMalformed)
+	}
+	storedMAC, ok := stored.(string)
+	if !ok || subtle.ConstantTimeCompare([]byte(storedMAC), []byte(mac)) != 1 {
+		return nil, fmt.Errorf("open bundle: mac mismatch: %w", ErrMalformed)
+	}
+
+	if len(tree.Branches) != 1 {
+		return nil, fmt.Errorf("open bundle: %d documents, want 1: %w", len(tree.Branches), ErrMalformed)
+	}
+	env := make(map[string]string, len(tree.Branches[0]))
+	for _, item := range tree.Branches[0] {
+		name, ok := item.Key.(string)
+		if !ok {
+			continue // a comment; JSON has none, but a hand-edited document might
+		}
+		v, ok := scalar(item.Value)
+		if !ok {
+			return nil, fmt.Errorf("open bundle: variable %q is not a string, number or boolean: %w", name, ErrMalformed)
+		}
+		env[name] = v
+	}
+	return env, nil
+}
+
+func scalar(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case int:
+		return strconv.Itoa(v), true
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64), true
+	case bool:
+		return strconv.FormatBool(v), true
+	}
+	return "", false
+}
+
+func jsonStore() *sopsjson.Store {
+	return sopsjson.NewStore(&config.JSONStoreConfig{Indent: 2})
+}

@@ -1,0 +1,277 @@
+package dynamostore
+
+import (
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/internal/awstest"
+	"github.com/iac-ci/iac-ci/store"
+	"github.com/iac-ci/iac-ci/store/storetest"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// emulatorLock lets one request at a time into moto_server. moto serves each request on its own
+// thread without a lock, and a TransactWriteItems that fails restores a copy of the whole table
+// taken when it began, undoing what other requests wrote meanwhile; DynamoDB applies each item
+// write atomically. The store's goroutines still race each other; only the emulator is serial.
+var emulatorLock sync.Mutex
+
+// recorder is the HTTP client of a test's DynamoDB client: it counts calls by operation.
+type recorder struct {
+	next aws.HTTPClient
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (r *recorder) Do(req *http.Request) (*http.Response, error) {
+	op := req.Header.Get("X-Amz-Target")
+	op = op[strings.LastIndex(op, ".")+1:]
+	r.mu.Lock()
+	r.calls[op]++
+	r.mu.Unlock()
+	emulatorLock.Lock()
+	defer emulatorLock.Unlock()
+	return r.next.Do(req)
+}
+
+// take returns the calls counted since the last take.
+func (r *recorder) take() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.calls
+	r.calls = map[string]int{}
+	return c
+}
+
+var (
+	tablesOnce sync.Once
+	tables     Tables
+	tablesErr  error
+)
+
+// setup returns a client of the emulator and the test binary's pair of tables, created on
+// first use.
+func setup(t *testing.T) (*dynamodb.Client, *recorder) {
+	t.Helper()
+	cfg := awstest.Config(t)
+	rec := &recorder{next: awshttp.NewBuildableClient(), calls: map[string]int{}}
+	cfg.HTTPClient = rec
+	client := dynamodb.NewFromConfig(cfg)
+	tablesOnce.Do(func() {
+		suffix := domain.NewTraceID()
+		tables = Tables{Orders: "iac-ci-orders-" + suffix, Events: "iac-ci-events-" + suffix}
+		tablesErr = CreateTables(t.Context(), client, tables)
+	})
+	if tablesErr != nil {
+		t.Fatalf("create tables: %v", tablesErr)
+	}
+	return client, rec
+}
+
+func TestConformance(t *testing.T) {
+	client, _ := setup(t)
+	s := New(client, tables)
+	storetest.Run(t, func(*testing.T) store.Store { return s })
+}
+
+// Small pages make every Query of the suite follow LastEvaluatedKey, and one due shard puts
+// every order in one index partition.
+func TestConformanceSmallPages(t *testing.T) {
+	client, _ := setup(t)
+	s := New(client, tables, WithDueShards(1))
+	s.pageLimit = 3
+	storetest.Run(t, func(*testing.T) store.Store { return s })
+}
+
+func newRun(n int) (domain.Run, []domain.OrderRecord) {
+	now := time.Now()
+	run := domain.Run{RunID: domain.NewRunID(now), TraceID: domain.NewTraceID(), Status: domain.RunRunning,
+		OrderCount: n, Open: n, CreatedAt: now, Deadline: now.Add(time.Hour)}
+	orders := make([]domain.OrderRecord, n)
+	for i := range orders {
+		orders[i] = domain.OrderRecord{RunID: run.RunID, OrderNum: i + 1, TraceID: run.TraceID,
+			OrderName: "order", Target: domain.TargetLambda, MustSucceed: true, Timeout: 60,
+			Status: domain.OrderRunning, Attempt: 1, DueAt: now.Add(time.Hour)}
+	}
+	return run, orders
+}
+
+// The work on the path of one result costs a fixed number of calls, whatever the run's size.
+func TestCallCounts(t *testing.T) {
+	t.Parallel()
+	client, rec := setup(t)
+	s := New(client, tables)
+	run, orders := newRun(300)
+	orders[1].MustSucceed = false
+	if err := s.CreateRun(t.Context(), run, orders); err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	if got := rec.take(); got["BatchWriteItem"] != 12 || got["PutItem"] != 1 || got["GetItem"] != 1 {
+		t.Errorf("CreateRun of 300 orders: got calls %v, want 12 BatchWriteItem, 1 GetItem, 1 PutItem", got)
+	}
+	running := []domain.OrderStatus{domain.OrderRunning}
+
+	steps := []struct {
+		name string
+		do   func() error
+		want map[string]int
+	}{
+		{"GetOrders of 2", func() error {
+			got, err := s.GetOrders(t.Context(), run.RunID, []int{250, 7})
+			if err == nil && (len(got) != 2 || got[0].OrderNum != 250 || got[1].OrderNum != 7) {
+				t.Errorf("GetOrders: got %d orders", len(got))
+			}
+			return err
+		}, map[string]int{"BatchGetItem": 1}},
+		{"GetRun", func() error { _, err := s.GetRun(t.Context(), run.RunID); return err },
+			map[string]int{"GetItem": 1}},
+		{"re-claim", func() error {
+			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 3, From: running,
+				Attempt: 1, To: domain.OrderRunning, SetAttempt: 2, DueAt: time.Now()})
+		}, map[string]int{"UpdateItem": 1}},
+		{"terminal move", func() error {
+			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
+				Attempt: 1, To: domain.OrderFailed})
+		}, map[string]int{"TransactWriteItems": 1}},
+		{"terminal move of an order that need not succeed", func() error {
+			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 2, From: running,
+				Attempt: 1, To: domain.OrderFailed})
+		}, map[string]int{"TransactWriteItems": 2}},
+		{"refused terminal move", func() error {
+			err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
+				Attempt: 1, To: domain.OrderFailed})
+			if err == nil {
+				t.Errorf("second terminal move of order 1: got nil, want ErrConflict")
+			}
+			return nil
+		}, map[string]int{"TransactWriteItems": 1}},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := rec.take(); !maps.Equal(got, st.want) {
+			t.Errorf("%s: got calls %v, want %v", st.name, got, st.want)
+		}
+	}
+	if r, err := s.GetRun(t.Context(), run.RunID); err != nil || r.Open != 298 || r.Failed != 1 {
+		t.Errorf("run after two failures: got open %d failed %d (%v), want 298 1", r.Open, r.Failed, err)
+	}
+}
+
+func getItem(t *testing.T, client *dynamodb.Client, table string, k map[string]types.AttributeValue) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := client.GetItem(t.Context(), &dynamodb.GetItemInput{TableName: aws.String(table), Key: k,
+		ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatalf("GetItem: %v", err)
+	}
+	return out.Item
+}
+
+// The due and active indexes hold only what the sweeper must look at: index keys leave an
+// order when it ends and a run when it is reported.
+func TestSparseIndexes(t *testing.T) {
+	t.Parallel()
+	client, _ := setup(t)
+	s := New(client, tables)
+	run, orders := newRun(2)
+	if err := s.CreateRun(t.Context(), run, orders); err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	order := getItem(t, client, tables.Orders, key(run.RunID, orderSK(1)))
+	if _, ok := order[attrDueShard]; !ok {
+		t.Fatalf("a running order has no %s", attrDueShard)
+	}
+	if _, ok := getItem(t, client, tables.Orders, key(run.RunID, runSK))[attrActiveShard]; !ok {
+		t.Fatalf("a new run has no %s", attrActiveShard)
+	}
+	err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
+		From: []domain.OrderStatus{domain.OrderRunning}, Attempt: 1, To: domain.OrderSucceeded})
+	if err != nil {
+		t.Fatalf("UpdateOrder: %v", err)
+	}
+	order = getItem(t, client, tables.Orders, key(run.RunID, orderSK(1)))
+	for _, a := range []string{attrDueShard, attrDueAt} {
+		if _, ok := order[a]; ok {
+			t.Errorf("a succeeded order keeps %s", a)
+		}
+	}
+	err = s.UpdateRun(t.Context(), store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunRunning},
+		To: domain.RunSucceeded, Reported: true})
+	if err != nil {
+		t.Fatalf("UpdateRun: %v", err)
+	}
+	if _, ok := getItem(t, client, tables.Orders, key(run.RunID, runSK))[attrActiveShard]; ok {
+		t.Errorf("a reported run keeps %s", attrActiveShard)
+	}
+}
+
+// Events expire after the configured retention, and the by_order index finds an order's events
+// (run-level events, which have no order name, stay out of it).
+func TestEventsExpireAndIndexByOrder(t *testing.T) {
+	t.Parallel()
+	client, _ := setup(t)
+	s := New(client, tables, WithEventRetention(48*time.Hour))
+	at := time.Now()
+	name := "order-" + domain.NewTraceID()
+	events := []domain.Event{
+		{TraceID: domain.NewTraceID(), OrderName: name, Epoch: at.UnixNano(), Type: domain.EventOrderState, Time: at},
+		{TraceID: domain.NewTraceID(), Epoch: at.UnixNano(), Type: domain.EventRunAccepted, Time: at},
+	}
+	if err := s.AppendEvents(t.Context(), events...); err != nil {
+		t.Fatalf("AppendEvents: %v", err)
+	}
+	it := getItem(t, client, tables.Events, map[string]types.AttributeValue{
+		attrTraceID: str(events[0].TraceID), attrSK: str(eventSK(events[0]))})
+	r := reader{it: it}
+	if got, want := r.n(attrExpiresAt), at.Add(48*time.Hour).Unix(); got != want || r.err != nil {
+		t.Errorf("expires_at: got %d (%v), want %d", got, r.err, want)
+	}
+	if _, ok := getItem(t, client, tables.Events, map[string]types.AttributeValue{
+		attrTraceID: str(events[1].TraceID), attrSK: str(eventSK(events[1]))})[attrOrderName]; ok {
+		t.Errorf("a run-level event has an order_name attribute")
+	}
+
+	out, err := client.Query(t.Context(), &dynamodb.QueryInput{
+		TableName:                 aws.String(tables.Events),
+		IndexName:                 aws.String(IndexEventsByOrder),
+		KeyConditionExpression:    aws.String("#n = :v"),
+		ExpressionAttributeNames:  map[string]string{"#n": attrOrderName},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": str(name)},
+	})
+	if err != nil {
+		t.Fatalf("query %s: %v", IndexEventsByOrder, err)
+	}
+	if len(out.Items) != 1 {
+		t.Fatalf("query %s: got %d events, want 1", IndexEventsByOrder, len(out.Items))
+	}
+}
+
+func TestCreateTablesTwice(t *testing.T) {
+	t.Parallel()
+	client, _ := setup(t)
+	if err := CreateTables(t.Context(), client, tables); err != nil {
+		t.Fatalf("CreateTables on existing tables: %v", err)
+	}
+	ttl, err := client.DescribeTimeToLive(t.Context(), &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(tables.Events)})
+	if err != nil {
+		t.Fatalf("DescribeTimeToLive: %v", err)
+	}
+	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != attrExpiresAt ||
+		d.TimeToLiveStatus != types.TimeToLiveStatusEnabled {
+		t.Errorf("events TTL: got %+v, want enabled on %s", d, attrExpiresAt)
+	}
+}

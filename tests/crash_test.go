@@ -1,0 +1,98 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// crashPoints are the steps of intake, worker, orchestrator and finalization at which the
+// process is killed (see internal/crashpoint), in the order a run passes them.
+var crashPoints = []string{
+	"intake.bundled",        // bundles written, run not inserted
+	"intake.created",        // run inserted, nothing queued
+	"enqueue.moved",         // an order moved to queued, its message not sent
+	"intake.enqueued",       // first orders queued, run still accepted
+	"worker.claimed",        // an order claimed, its commands not started
+	"worker.before-result",  // commands ran, result not delivered
+	"worker.delivered",      // result delivered, order message not deleted
+	"orchestrator.read",     // result read, order not ended
+	"finish.moved",          // order ended, dependents not woken
+	"finish.woken",          // dependents woken, run not checked
+	"finalize.moved",        // run ended, done object and event not written
+	"report.written",        // done object written, run not marked reported
+}
+
+// TestCrashAtEveryStepThenRecover kills the server at each step in turn, starts a fresh one on
+// the same data folder, and checks that the run still reaches its correct terminal state, that
+// no order's commands ran more often than its attempts, and that the run was finalized once.
+func TestCrashAtEveryStepThenRecover(t *testing.T) {
+	t.Parallel()
+	for _, point := range crashPoints {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			data := t.TempDir()
+			marks := t.TempDir()
+			job := map[string]any{
+				"username": "crash",
+				"orders": []map[string]any{
+					{"order_name": "a", "timeout": 30, "cmds": []string{"echo ran >> $MARKS/a"}, "env_vars": map[string]string{"MARKS": marks}},
+					{"order_name": "b", "timeout": 30, "dependencies": []string{"a"}, "cmds": []string{"echo ran >> $MARKS/b"}, "env_vars": map[string]string{"MARKS": marks}},
+					{"order_name": "c", "timeout": 30, "dependencies": []string{"a"}, "must_succeed": false, "cmds": []string{"echo ran >> $MARKS/c; exit 4"}, "env_vars": map[string]string{"MARKS": marks}},
+					{"order_name": "d", "timeout": 30, "dependencies": []string{"b", "c"}, "cmds": []string{"echo ran >> $MARKS/d"}, "env_vars": map[string]string{"MARKS": marks}},
+				},
+			}
+			body, _ := json.Marshal(job)
+			args := []string{"--webhook-secret", secret, "--visibility", "2s"}
+			first := startServer(t, data, []string{"IAC_CI_CRASH_AT=" + point}, args...)
+			code, ans := first.post("/webhook", body, secret, nil)
+			if code != 202 {
+				t.Fatalf("submit: %d %v", code, ans)
+			}
+			runID := ans["run_id"].(string)
+			first.waitExit(time.Minute)
+			if !strings.Contains(first.log(), "crashpoint: crashing at "+point) {
+				t.Fatalf("the process ended without reaching %s:\n%s", point, first.log())
+			}
+
+			second := startServer(t, data, nil, args...)
+			v := second.waitRun(runID, 2*time.Minute)
+			want := map[string]string{"a": "succeeded", "b": "succeeded", "c": "failed", "d": "succeeded"}
+			if got := orderStatuses(v); !equalMaps(got, want) {
+				t.Fatalf("statuses %v, want %v\n%s", got, want, second.log())
+			}
+			if v.Status != "succeeded" {
+				t.Fatalf("run %s, want succeeded", v.Status)
+			}
+			for _, o := range v.Orders {
+				data, err := os.ReadFile(filepath.Join(marks, o.OrderName))
+				if err != nil {
+					t.Fatalf("order %s never ran: %v", o.OrderName, err)
+				}
+				if runs := strings.Count(string(data), "ran"); runs > o.Attempt || runs < 1 {
+					t.Errorf("order %s: commands ran %d times in %d attempts", o.OrderName, runs, o.Attempt)
+				}
+			}
+			second.stop()
+			logs := first.log() + second.log()
+			if n := strings.Count(logs, `"msg":"run finalized"`); n != 1 {
+				t.Errorf("run finalized %d times, want once", n)
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,260 @@
+// Package tests holds end-to-end tests: each starts the real iac-ci binary, built once per test
+// run, as a newcomer or a webhook sender would use it.
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/producers"
+)
+
+// binary is the iac-ci built for this test run.
+var binary string
+
+// repoRoot is the repository's top folder.
+var repoRoot string
+
+func TestMain(m *testing.M) {
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	repoRoot = filepath.Dir(wd)
+	dir, err := os.MkdirTemp("", "iac-ci-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "iac-ci")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/iac-ci")
+	build.Dir = repoRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build iac-ci:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what one `iac-ci` invocation did.
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+// iacci runs the binary to completion with args, in the repository root.
+func iacci(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("iac-ci %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// runView is the JSON of `iac-ci run --json` and GET /runs/{id}.
+type runView = producers.RunView
+
+func parseView(t *testing.T, s string) runView {
+	t.Helper()
+	var v runView
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("parse run JSON: %v\n%s", err, s)
+	}
+	return v
+}
+
+func orderStatuses(v runView) map[string]string {
+	m := map[string]string{}
+	for _, o := range v.Orders {
+		m[o.OrderName] = string(o.Status)
+	}
+	return m
+}
+
+// server is a running `iac-ci serve`.
+type server struct {
+	t      *testing.T
+	url    string
+	data   string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan error
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer starts `iac-ci serve` on a free port with the data folder and extra args, and
+// waits until it answers /healthz. It is stopped (SIGTERM, then SIGKILL) at cleanup unless it
+// already ended.
+func startServer(t *testing.T, data string, env []string, args ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	all := append([]string{"serve", "--addr", addr, "--data", data, "--log-format", "json"}, args...)
+	cmd := exec.Command(binary, all...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	errb := &lockedBuffer{}
+	cmd.Stdout = io.Discard
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, url: "http://" + addr, data: data, cmd: cmd, stderr: errb, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("iac-ci serve ended at start: %v\n%s", err, s.log())
+		default:
+		}
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("iac-ci serve did not answer /healthz\n%s", s.log())
+	return nil
+}
+
+func (s *server) log() string { return s.stderr.String() }
+
+func (s *server) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// waitExit waits for the server process to end by itself (a crash point) and returns its error.
+func (s *server) waitExit(d time.Duration) error {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return err
+	case <-time.After(d):
+		s.t.Fatalf("iac-ci serve did not end within %s\n%s", d, s.log())
+		return nil
+	}
+}
+
+// post sends body to path, signed with secret when secret is not empty.
+func (s *server) post(path string, body []byte, secret string, headers map[string]string) (int, map[string]any) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if secret != "" {
+		req.Header.Set("X-Hub-Signature-256", producers.Sign([]byte(secret), body))
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	data, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(data, &out)
+	return resp.StatusCode, out
+}
+
+// waitRun polls GET /runs/{id} until the run is terminal and its done object is written.
+func (s *server) waitRun(runID string, d time.Duration) runView {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	var last runView
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.url + "/runs/" + runID)
+		if err == nil {
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				last = parseView(s.t, string(data))
+				if last.Status.Terminal() {
+					done, derr := http.Get(s.url + "/done/" + runID)
+					if derr == nil {
+						done.Body.Close()
+						if done.StatusCode == 200 {
+							return last
+						}
+					}
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("run %s did not end within %s; last seen %+v\n%s", runID, d, last, s.log())
+	return last
+}
+
+// lockedBuffer serializes writes from the process's output copier and reads by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,177 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRunDiamondSucceeds(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, nil, "run", "examples/diamond.yaml")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"ORDER", "plan", "lint", "test", "apply", "succeeded"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if got := strings.Count(r.stdout, "succeeded"); got < 5 { // four orders in the table, and the run line
+		t.Errorf("%d mentions of succeeded, want at least 5:\n%s", got, r.stdout)
+	}
+}
+
+func TestRunJSONOutput(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, nil, "run", "--json", "examples/diamond.yaml")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	v := parseView(t, r.stdout)
+	if v.Status != "succeeded" || len(v.Orders) != 4 || v.RunID == "" || v.TraceID == "" || !strings.HasPrefix(v.FlowID, "newcomer:") {
+		t.Fatalf("unexpected run: %+v", v)
+	}
+	for _, o := range v.Orders {
+		if o.Status != "succeeded" || o.Attempt != 1 || o.ExitCode == nil || *o.ExitCode != 0 || o.StartedAt == nil || o.FinishedAt == nil {
+			t.Errorf("order %+v", o)
+		}
+	}
+	// The diamond's shape: apply started only after lint and test finished.
+	by := map[string]int{}
+	for i, o := range v.Orders {
+		by[o.OrderName] = i
+	}
+	apply := v.Orders[by["apply"]]
+	for _, dep := range []string{"lint", "test"} {
+		if d := v.Orders[by[dep]]; apply.StartedAt.Before(*d.FinishedAt) {
+			t.Errorf("apply started %s before %s finished %s", apply.StartedAt, dep, d.FinishedAt)
+		}
+	}
+}
+
+func TestRunBlockedFailure(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, nil, "run", "--json", "examples/blocked-failure.yaml")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	v := parseView(t, r.stdout)
+	want := map[string]string{"plan": "failed", "apply": "skipped", "notify": "skipped"}
+	got := orderStatuses(v)
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %s, want %s", k, got[k], w)
+		}
+	}
+	if v.Status != "failed" {
+		t.Errorf("run %s, want failed", v.Status)
+	}
+	if v.Orders[0].ExitCode == nil || *v.Orders[0].ExitCode != 3 {
+		t.Errorf("plan exit code %v, want 3", v.Orders[0].ExitCode)
+	}
+}
+
+func TestRunToleratedFailure(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, nil, "run", "--json", "examples/tolerated-failure.yaml")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	got := orderStatuses(parseView(t, r.stdout))
+	if got["cost-estimate"] != "failed" || got["plan"] != "succeeded" {
+		t.Fatalf("statuses %v", got)
+	}
+}
+
+func TestRunTimeoutKillsProcessGroup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	job := `username: newcomer
+orders:
+  - order_name: hang
+    timeout: 2
+    cmds:
+      - "sleep 30 & echo $! > ` + pidFile + `; wait"
+  - order_name: after
+    dependencies: [hang]
+    timeout: 60
+    cmds: ["echo never"]
+`
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := iacci(t, nil, "run", "--json", path)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	got := orderStatuses(parseView(t, r.stdout))
+	if got["hang"] != "timed_out" || got["after"] != "skipped" {
+		t.Fatalf("statuses %v", got)
+	}
+	if r.took > 15*time.Second {
+		t.Errorf("took %s; the timeout is 2 s", r.took)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The background sleep was in the order's process group, so it must be gone.
+	if err := syscall.Kill(pid, 0); err == nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("the order's background process %d outlived its timeout", pid)
+	}
+}
+
+func TestRunRejectsInvalidJob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	job := `username: newcomer
+orders:
+  - order_name: a
+    timeout: 1200
+    execution_target: lambda
+    dependencies: [b]
+    cmds: ["true"]
+  - order_name: b
+    dependencies: [a]
+    timeout: 10
+    cmds: []
+`
+	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := iacci(t, nil, "run", path)
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"orders[0].timeout", "900", "orders[1].cmds", "cycle"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	t.Parallel()
+	if r := iacci(t, nil, "run"); r.code != 2 || !strings.Contains(r.stderr, "job file") {
+		t.Errorf("run without a file: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := iacci(t, nil, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "iac-ci ") {
+		t.Errorf("version: exit %d %q", r.code, r.stdout)
+	}
+	if r := iacci(t, nil, "frobnicate"); r.code != 2 {
+		t.Errorf("unknown command: exit %d", r.code)
+	}
+}

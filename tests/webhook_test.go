@@ -1,0 +1,223 @@
+package tests
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+)
+
+const secret = "e2e-webhook-secret"
+
+func serveWithSecret(t *testing.T) *server {
+	return startServer(t, t.TempDir(), nil, "--webhook-secret", secret)
+}
+
+const goodJob = `{"username": "caller", "orders": [
+  {"order_name": "plan", "timeout": 30, "cmds": ["echo planning"]},
+  {"order_name": "apply", "timeout": 30, "dependencies": ["plan"], "cmds": ["echo applying"]}
+]}`
+
+func TestWebhookSignedJobRuns(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	code, body := s.post("/webhook", []byte(goodJob), secret, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("status %d, want 202: %v", code, body)
+	}
+	for _, k := range []string{"run_id", "trace_id", "flow_id", "done_endpt"} {
+		if v, _ := body[k].(string); v == "" {
+			t.Errorf("answer lacks %s: %v", k, body)
+		}
+	}
+	v := s.waitRun(body["run_id"].(string), time.Minute)
+	if v.Status != "succeeded" {
+		t.Fatalf("run %s: %+v", v.Status, v.Orders)
+	}
+	resp, err := http.Get(body["done_endpt"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("done endpoint answered %d", resp.StatusCode)
+	}
+}
+
+func TestWebhookEnvelopeAndYAML(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	env := `{"job_parameters_b64": "` + base64.StdEncoding.EncodeToString([]byte(goodJob)) + `", "trace_id": "abc123", "run_id": "caller-run-1"}`
+	code, body := s.post("/webhook", []byte(env), secret, nil)
+	if code != http.StatusAccepted || body["run_id"] != "caller-run-1" || body["trace_id"] != "abc123" {
+		t.Fatalf("envelope: %d %v", code, body)
+	}
+	yaml := "username: caller\norders:\n  - order_name: one\n    timeout: 30\n    cmds: [\"true\"]\n"
+	code, body = s.post("/webhook", []byte(yaml), secret, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("yaml: %d %v", code, body)
+	}
+	if v := s.waitRun(body["run_id"].(string), time.Minute); v.Status != "succeeded" {
+		t.Fatalf("yaml run %s", v.Status)
+	}
+	if v := s.waitRun("caller-run-1", time.Minute); v.Status != "succeeded" {
+		t.Fatalf("envelope run %s", v.Status)
+	}
+}
+
+// requireNothingStored stops the server and checks that its data folder holds no request, no
+// run and no queued message.
+func requireNothingStored(t *testing.T, s *server) {
+	t.Helper()
+	s.stop()
+	reqs, _ := filepath.Glob(filepath.Join(s.data, "blobs", "internal", "requests", "*"))
+	if len(reqs) > 0 {
+		t.Errorf("requests stored: %v", reqs)
+	}
+	db, err := sqlitedb.Open(filepath.Join(s.data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, table := range tablesLike(t, db, "queue_%") {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 && strings.Contains(table, "message") {
+			t.Errorf("%d rows in %s", n, table)
+		}
+	}
+	for _, table := range tablesLike(t, db, "store_%") {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			t.Errorf("%d rows in %s", n, table)
+		}
+	}
+}
+
+func tablesLike(t *testing.T, db *sql.DB, pattern string) []string {
+	t.Helper()
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no tables like %s: the check would prove nothing", pattern)
+	}
+	return out
+}
+
+func TestWebhookRejectsBadSignature(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	if code, body := s.post("/webhook", []byte(goodJob), "", nil); code != http.StatusUnauthorized {
+		t.Errorf("missing signature: %d %v", code, body)
+	}
+	if code, body := s.post("/webhook", []byte(goodJob), "another-secret", nil); code != http.StatusUnauthorized {
+		t.Errorf("wrong signature: %d %v", code, body)
+	}
+	if code, _ := s.post("/ssm", []byte(goodJob), "", nil); code != http.StatusUnauthorized {
+		t.Errorf("ssm, missing signature: %d", code)
+	}
+	requireNothingStored(t, s)
+}
+
+func TestWebhookRejectsInvalidJobListingEveryProblem(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	bad := `{"orders": [
+	  {"order_name": "a", "timeout": 1200, "execution_target": "lambda", "cmds": ["true"], "dependencies": ["ghost"]},
+	  {"order_name": "b", "timeout": 0, "cmds": ["true"], "dependencies": ["b"]}
+	]}`
+	code, body := s.post("/webhook", []byte(bad), secret, nil)
+	if code != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400: %v", code, body)
+	}
+	problems, _ := body["problems"].([]any)
+	paths := map[string]bool{}
+	for _, p := range problems {
+		m := p.(map[string]any)
+		paths[m["path"].(string)] = true
+	}
+	for _, want := range []string{"username", "orders[0].timeout", "orders[0].dependencies", "orders[1].timeout", "orders[1].dependencies"} {
+		if !paths[want] {
+			t.Errorf("no problem at %s; got %v", want, problems)
+		}
+	}
+	requireNothingStored(t, s)
+}
+
+func TestWebhookLimitsAndMethods(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	if code, _ := s.post("/webhook", big, secret, nil); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d, want 413", code)
+	}
+	resp, err := http.Get(s.url + "/webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /webhook: %d, want 405", resp.StatusCode)
+	}
+	resp, err = http.Get(s.url + "/runs/no-such-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown run: %d, want 404", resp.StatusCode)
+	}
+	requireNothingStored(t, s)
+}
+
+func TestSSMEndpointRunsSSMJob(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	job := `{"username": "ops", "orders": [{"order_name": "patch", "timeout": 30, "cmds": ["echo patched"],
+	  "ssm_targets": {"instance_ids": ["i-0123456789abcdef0"]}}]}`
+	code, body := s.post("/ssm", []byte(job), secret, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("status %d: %v", code, body)
+	}
+	if !strings.HasSuffix(body["flow_id"].(string), "-ssm") {
+		t.Errorf("flow_id %v, want the ssm flow label", body["flow_id"])
+	}
+	v := s.waitRun(body["run_id"].(string), time.Minute)
+	if v.Status != "succeeded" || v.Orders[0].Target != "ssm" {
+		t.Fatalf("run %+v", v)
+	}
+}
+
+func TestServeRefusesToStartWithoutSecret(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, []string{"IAC_CI_WEBHOOK_SECRET="}, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir())
+	if r.code != 2 || !strings.Contains(r.stderr, "IAC_CI_WEBHOOK_SECRET") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, ".iac-ci")); err == nil {
+		t.Log("note: a ./.iac-ci folder exists in the repository (from a manual serve)")
+	}
+}
