@@ -32,6 +32,9 @@ const usage = `iac-ci: a queue-driven CI engine for infrastructure code.
 Usage:
   iac-ci run [flags] JOB_FILE     run a job embedded and print its result
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
+  iac-ci worker [flags]           run one order attempt handed over by CodeBuild or SSM
+  iac-ci aws-setup [flags]        create the AWS resources iac-ci uses (queues, tables, buckets)
+  iac-ci lambda                   run as an AWS Lambda function (the function is picked by $IAC_CI_FUNCTION)
   iac-ci version                  print the version
 
 Run 'iac-ci COMMAND -h' for a command's flags.
@@ -49,6 +52,12 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		return runCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "serve":
 		err = serveCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "worker":
+		err = workerCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "aws-setup":
+		err = awsSetupCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "lambda":
+		err = lambdaCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "iac-ci", Version)
 		return 0

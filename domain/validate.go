@@ -15,8 +15,8 @@ import (
 // ("orders[2].timeout", "username"; empty for the body as a whole), and a message that says what
 // is wrong and how to fix it.
 type Problem struct {
-	Path    string
-	Message string
+	Path    string `json:"path"`
+	Message string `json:"message"`
 }
 
 func (p Problem) String() string {

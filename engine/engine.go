@@ -77,7 +77,9 @@ func (e *Engine) Time() time.Time { return e.now() }
 func (e *Engine) GracePeriod() time.Duration { return orDefault(e.Grace, DefaultGrace) }
 
 // WaitRecheckPeriod is WaitRecheck, or DefaultWaitRecheck when unset.
-func (e *Engine) WaitRecheckPeriod() time.Duration { return orDefault(e.WaitRecheck, DefaultWaitRecheck) }
+func (e *Engine) WaitRecheckPeriod() time.Duration {
+	return orDefault(e.WaitRecheck, DefaultWaitRecheck)
+}
 
 // Logger is Log, or a logger that discards when unset.
 func (e *Engine) Logger() *slog.Logger { return e.log() }

@@ -12,18 +12,18 @@ import (
 // crashPoints are the steps of intake, worker, orchestrator and finalization at which the
 // process is killed (see internal/crashpoint), in the order a run passes them.
 var crashPoints = []string{
-	"intake.bundled",        // bundles written, run not inserted
-	"intake.created",        // run inserted, nothing queued
-	"enqueue.moved",         // an order moved to queued, its message not sent
-	"intake.enqueued",       // first orders queued, run still accepted
-	"worker.claimed",        // an order claimed, its commands not started
-	"worker.before-result",  // commands ran, result not delivered
-	"worker.delivered",      // result delivered, order message not deleted
-	"orchestrator.read",     // result read, order not ended
-	"finish.moved",          // order ended, dependents not woken
-	"finish.woken",          // dependents woken, run not checked
-	"finalize.moved",        // run ended, done object and event not written
-	"report.written",        // done object written, run not marked reported
+	"intake.bundled",       // bundles written, run not inserted
+	"intake.created",       // run inserted, nothing queued
+	"enqueue.moved",        // an order moved to queued, its message not sent
+	"intake.enqueued",      // first orders queued, run still accepted
+	"worker.claimed",       // an order claimed, its commands not started
+	"worker.before-result", // commands ran, result not delivered
+	"worker.delivered",     // result delivered, order message not deleted
+	"orchestrator.read",    // result read, order not ended
+	"finish.moved",         // order ended, dependents not woken
+	"finish.woken",         // dependents woken, run not checked
+	"finalize.moved",       // run ended, done object and event not written
+	"report.written",       // done object written, run not marked reported
 }
 
 // TestCrashAtEveryStepThenRecover kills the server at each step in turn, starts a fresh one on

@@ -106,7 +106,8 @@ type server struct {
 	data   string
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
-	done   chan error
+	done   chan struct{} // closed once the process ended
+	err    error         // how it ended; read after done
 }
 
 func freeAddr(t *testing.T) string {
@@ -135,15 +136,14 @@ func startServer(t *testing.T, data string, env []string, args ...string) *serve
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, url: "http://" + addr, data: data, cmd: cmd, stderr: errb, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait() }()
+	s := &server{t: t, url: "http://" + addr, data: data, cmd: cmd, stderr: errb, done: make(chan struct{})}
+	go func() { s.err = cmd.Wait(); close(s.done) }()
 	t.Cleanup(s.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-s.done:
-			s.done <- err
-			t.Fatalf("iac-ci serve ended at start: %v\n%s", err, s.log())
+		case <-s.done:
+			t.Fatalf("iac-ci serve ended at start: %v\n%s", s.err, s.log())
 		default:
 		}
 		resp, err := http.Get(s.url + "/healthz")
@@ -179,9 +179,8 @@ func (s *server) stop() {
 // waitExit waits for the server process to end by itself (a crash point) and returns its error.
 func (s *server) waitExit(d time.Duration) error {
 	select {
-	case err := <-s.done:
-		s.done <- err
-		return err
+	case <-s.done:
+		return s.err
 	case <-time.After(d):
 		s.t.Fatalf("iac-ci serve did not end within %s\n%s", d, s.log())
 		return nil

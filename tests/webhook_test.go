@@ -159,7 +159,7 @@ func TestWebhookRejectsInvalidJobListingEveryProblem(t *testing.T) {
 		m := p.(map[string]any)
 		paths[m["path"].(string)] = true
 	}
-	for _, want := range []string{"username", "orders[0].timeout", "orders[0].dependencies", "orders[1].timeout", "orders[1].dependencies"} {
+	for _, want := range []string{"username", "orders[0].timeout", "orders[0].dependencies[0]", "orders[1].timeout", "orders[1].dependencies[0]"} {
 		if !paths[want] {
 			t.Errorf("no problem at %s; got %v", want, problems)
 		}
