@@ -44,6 +44,9 @@ type Options struct {
 	GitHub        producers.EventSource
 	Watchers      []engine.Watcher
 	Finishers     []engine.Finisher
+	// Runners run beside the consumers, from Start until its ctx ends (the pull-request
+	// reporter's publishing loop); each gets the open system, whose store and URL it may need.
+	Runners []func(ctx context.Context, s *System)
 }
 
 // System is one embedded iac-ci: its ports on SQLite and a folder, the engine, the producers
@@ -177,6 +180,9 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 // Start serves HTTP and runs every consumer until ctx ends; Wait waits for them.
 func (s *System) Start(ctx context.Context) error {
 	e := s.Engine
+	for _, run := range s.Opts.Runners {
+		s.go_(func() { run(ctx, s) })
+	}
 	srv := &http.Server{Handler: s.Server.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.go_(func() {
 		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -2,11 +2,164 @@ package cli
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/iac-ci/iac-ci/awsbackend"
+	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/consumers/awslaunch"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/lambdafn"
+	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/vcs/github"
 )
 
-// lambdaCommand is `iac-ci lambda`: the binary as one of iac-ci's Lambda functions.
+// The variables of `iac-ci lambda`, beside awsbackend's (IAC_CI_PREFIX and the resource names).
+const (
+	envFunction = "IAC_CI_FUNCTION" // which function this is: one of lambdafn.Names
+	// envWebhookSecretLocation says where the webhook secret lives (aws:::ssm:<path> or
+	// aws:::secretd:<name>), so the secret itself is in no function's configuration. The webhook
+	// function reads it once, at its start.
+	envWebhookSecretLocation = "IAC_CI_WEBHOOK_SECRET_LOCATION"
+	// envGitHubTokenLocation, when set, makes the webhook function turn GitHub's pull-request
+	// events into runs, reading .iac-ci.yml with that token; envGitHubAPIURL is for GitHub
+	// Enterprise.
+	envGitHubTokenLocation = "IAC_CI_GITHUB_TOKEN_LOCATION"
+	envGitHubAPIURL        = "IAC_CI_GITHUB_API_URL"
+	// envPublicURL is the API's base URL, where GET /done/{run_id} answers: accepted jobs are
+	// told their done endpoint there.
+	envPublicURL = "IAC_CI_PUBLIC_URL"
+	envLogLevel  = "IAC_CI_LOG_LEVEL"
+	// lambdaRuntimeAPI is set by Lambda in every function's sandbox.
+	lambdaRuntimeAPI = "AWS_LAMBDA_RUNTIME_API"
+)
+
+// lambdaScratch is where functions work: /tmp is the one writable place in a Lambda sandbox.
+const lambdaScratch = "/tmp/iac-ci"
+
+// lambdaCommand is `iac-ci lambda`: the binary as one of iac-ci's Lambda functions, the one
+// IAC_CI_FUNCTION names. It serves invocations until Lambda ends the sandbox.
 func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
-	return errors.New("lambda: not built yet")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprintf(stdout, "Usage: iac-ci lambda\n\nRuns as the AWS Lambda function named by $%s, one of: %s.\n"+
+			"The AWS resources are named by the same IAC_CI_* variables as `iac-ci aws-setup`; see docs/deploy.md.\n",
+			envFunction, strings.Join(lambdafn.Names, ", "))
+		return nil
+	}
+	if len(args) > 0 {
+		return usagef("lambda takes no arguments, got %q: the function is named by $%s", strings.Join(args, " "), envFunction)
+	}
+	name := getenv(envFunction)
+	if name == "" {
+		return usagef("%s is not set: set it to the function this is, one of %s", envFunction, strings.Join(lambdafn.Names, ", "))
+	}
+	if !slices.Contains(lambdafn.Names, name) {
+		return usagef("%s=%q: want one of %s", envFunction, name, strings.Join(lambdafn.Names, ", "))
+	}
+	if getenv(lambdaRuntimeAPI) == "" {
+		return usagef("%s is not set, so this is not an AWS Lambda sandbox: `iac-ci lambda` runs only as a Lambda function "+
+			"(locally, use `iac-ci serve`)", lambdaRuntimeAPI)
+	}
+	level := getenv(envLogLevel)
+	if level == "" {
+		level = "info"
+	}
+	log := newLogger(stderr, "json", level).With("function", name)
+	pieces, err := lambdaPieces(ctx, name, getenv, log)
+	if err != nil {
+		return fmt.Errorf("%s function: %w", name, err)
+	}
+	h, err := lambdafn.New(name, pieces)
+	if err != nil {
+		return err
+	}
+	log.Info("iac-ci function ready", "version", Version)
+	lambda.StartWithOptions(h, lambda.WithContext(ctx))
+	return nil
+}
+
+// lambdaPieces builds the engine's parts for one function on the AWS resources the variables
+// name. It makes no AWS call but for the webhook function's secrets; the function's queues are
+// looked up by lambdafn.New.
+func lambdaPieces(ctx context.Context, name string, getenv Env, log *slog.Logger) (lambdafn.Pieces, error) {
+	cfg, err := awsbackend.FromEnv(getenv)
+	if err != nil {
+		return lambdafn.Pieces{}, err
+	}
+	awsCfg, err := awsbackend.LoadAWS(ctx)
+	if err != nil {
+		return lambdafn.Pieces{}, err
+	}
+	b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
+	if err != nil {
+		return lambdafn.Pieces{}, err
+	}
+	var doneURL func(string) string
+	if base := strings.TrimSuffix(getenv(envPublicURL), "/"); base != "" {
+		doneURL = func(runID string) string { return base + "/done/" + url.PathEscape(runID) }
+	}
+	e := b.Engine(log, doneURL)
+	p := lambdafn.Pieces{
+		Engine: e, QueuePrefix: cfg.QueuePrefix,
+		Intake:   b.Intake(e, "", filepath.Join(lambdaScratch, "intake")),
+		WorkRoot: filepath.Join(lambdaScratch, "orders"), BaseEnv: consumers.WorkerEnv(),
+		Starters: map[domain.Target]consumers.Starter{
+			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: cfg.CodeBuildProject},
+			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
+		},
+		RunKeyParameter: b.Keys.ParameterName, SSMDocument: cfg.SSMDocument,
+	}
+	if name != lambdafn.Webhook {
+		return p, nil
+	}
+	secret, err := lambdaSecret(ctx, b.Secrets, getenv, envWebhookSecretLocation)
+	if err != nil {
+		return p, err
+	}
+	if secret == "" {
+		return p, usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
+			"aws:::ssm:<path> (or aws:::secretd:<name>)", envWebhookSecretLocation)
+	}
+	p.Server = &producers.Server{Accepter: b.Accepter(doneURL), Store: b.Store, Done: b.Done, Secret: []byte(secret), Log: log}
+	token, err := lambdaSecret(ctx, b.Secrets, getenv, envGitHubTokenLocation)
+	if err != nil {
+		return p, err
+	}
+	if token != "" {
+		client, err := github.New(getenv(envGitHubAPIURL), token, nil)
+		if err != nil {
+			return p, usagef("%s: %v", envGitHubAPIURL, err)
+		}
+		p.Server.GitHub = jobsFromEvents(client)
+	}
+	return p, nil
+}
+
+// lambdaSecret reads the secret whose location the variable holds ("" when unset). Errors name
+// the variable, never the value.
+func lambdaSecret(ctx context.Context, src secrets.Source, getenv Env, variable string) (string, error) {
+	raw := getenv(variable)
+	if raw == "" {
+		return "", nil
+	}
+	loc, err := domain.ParseSecretLocation(raw)
+	if err != nil {
+		return "", usagef("%s: %v", variable, err)
+	}
+	if loc.Kind == domain.SecretEnv {
+		return "", usagef("%s: want aws:::ssm:<path> or aws:::secretd:<name>, not an env: location", variable)
+	}
+	v, err := secrets.Resolve(ctx, src, loc, getenv)
+	if err != nil {
+		return "", fmt.Errorf("read the secret %s names: %w", variable, err)
+	}
+	return v, nil
 }

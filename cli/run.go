@@ -27,6 +27,8 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
 	asJSON := fs.Bool("json", false, "print the final run as one JSON object instead of a table")
 	logLevel := fs.String("log-level", "warn", "log level on stderr: debug, info, warn, error")
+	gh := addGitHubFlags(fs, getenv)
+	gh.oneRun = true
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: iac-ci run [flags] JOB_FILE\n\nRuns a job (JSON or YAML) on this machine and exits 0 when it succeeded, 1 when it\nfailed or timed out, 2 when the job was rejected.\n\nFlags:")
 		fs.PrintDefaults()
@@ -80,10 +82,15 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sys, err := OpenEmbedded(ctx, Options{
+	opts := Options{
 		DataDir: dir, Addr: "127.0.0.1:0", Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv,
 		Log: newLogger(stderr, "text", *logLevel), Insecure: true, Watchers: []engine.Watcher{watch},
-	})
+	}
+	if err := gh.apply(&opts, opts.Log); err != nil {
+		fmt.Fprintln(stderr, "iac-ci run:", err)
+		return ExitRejected
+	}
+	sys, err := OpenEmbedded(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "iac-ci run:", err)
 		return ExitError
@@ -103,14 +110,20 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	}
 	progress := newProgress(stdout, !*asJSON, isTerminal(stdout))
 	progress.start(acc)
+	// The run's record is cheap to read and says when it is done; the whole list of orders is read
+	// for the progress display at most every refresh, so a run of a thousand orders does not read
+	// a thousand records on every change.
+	const refresh = 200 * time.Millisecond
 	var view producers.RunView
+	var shown time.Time
 	for {
 		run, err := sys.Engine.Store.GetRun(ctx, acc.RunID)
-		if err == nil {
+		if err == nil && (run.Reported || (progress.enabled && time.Since(shown) >= refresh)) {
 			orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
 			if lerr == nil {
 				view = producers.ViewOf(run, orders)
 				progress.update(view)
+				shown = time.Now()
 				if run.Reported {
 					break
 				}
@@ -121,7 +134,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 			fmt.Fprintln(stderr, "iac-ci run: interrupted; the run goes on if you run `iac-ci serve --data` on the same folder")
 			return ExitError
 		case <-changes:
-		case <-time.After(time.Second):
+		case <-time.After(refresh):
 		}
 	}
 	progress.finish(view)

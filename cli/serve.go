@@ -25,6 +25,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	backend := fs.String("backend", "embedded", "embedded (SQLite and a folder) or aws")
 	visibility := fs.Duration("visibility", 15*time.Second, "embedded: how long a received message stays hidden; consumers extend it while they work, so it bounds how soon a dead consumer's work is retried")
 	gh := addGitHubFlags(fs, getenv)
+	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\nFlags:")
 		fs.PrintDefaults()
@@ -53,7 +54,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	switch *backend {
 	case "embedded":
 	case "aws":
-		return serveAWS(ctx, opts, getenv, stdout)
+		return serveAWS(ctx, opts, awsFlags, getenv, stdout)
 	default:
 		return usagef("--backend must be embedded or aws, not %q", *backend)
 	}

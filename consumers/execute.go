@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -76,9 +75,6 @@ func Execute(ctx context.Context, t Task) (domain.Result, error) {
 	logText := run(ctx, t, &res, &masker)
 
 	masked := []byte(masker.String(string(logText)))
-	if len(masked) > MaxLogBytes {
-		masked = append([]byte("[log cut: only its last 32 MiB are kept]\n"), masked[len(masked)-MaxLogBytes:]...)
-	}
 	res.LogTail = tail(masked, TailBytes)
 	res.FinishedAt = time.Now().UTC()
 	if t.PutLog != nil {
@@ -110,14 +106,10 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 		return fail(fmt.Sprintf("make working directory: %v", err))
 	}
 	defer os.RemoveAll(dir)
-	codeDir := filepath.Join(dir, "code")
-	if err := os.Mkdir(codeDir, 0o700); err != nil {
-		return fail(fmt.Sprintf("make working directory: %v", err))
-	}
 	if t.Bundle == nil {
 		return fail("the order's bundle could not be read")
 	}
-	m, sealed, err := bundle.Unpack(t.Bundle, codeDir, bundle.DefaultLimits)
+	m, sealed, err := bundle.Unpack(t.Bundle, dir, bundle.DefaultLimits)
 	if err != nil {
 		return fail("bundle refused: " + err.Error())
 	}
@@ -132,28 +124,47 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	*masker = masking.New(secretValues...)
 	env["CALLBACK_URL"] = t.CallbackURL
 
-	var logBuf bytes.Buffer
-	logFile, err := os.CreateTemp(dir, "log-")
-	if err != nil {
-		return fail(fmt.Sprintf("make log file: %v", err))
-	}
-	defer logFile.Close()
-
 	deadline := res.StartedAt.Add(time.Duration(m.Timeout) * time.Second)
-	status, code, reason := runCommands(ctx, m.Cmds, codeDir, mergeEnv(t.BaseEnv, env), deadline, logFile)
-	res.Status, res.ExitCode, res.Reason = status, code, reason
-	if _, err := logFile.Seek(0, io.SeekStart); err == nil {
-		_, _ = io.Copy(&logBuf, logFile)
+	logBuf := &boundedLog{max: MaxLogBytes}
+	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, logBuf)
+	if err != nil {
+		return fail(err.Error())
 	}
+	res.Status, res.ExitCode, res.Reason = status, code, reason
 	if reason != "" {
-		fmt.Fprintf(&logBuf, "iac-ci: %s\n", reason)
+		fmt.Fprintf(logBuf, "iac-ci: %s\n", reason)
 	}
 	return logBuf.Bytes()
 }
 
-// runCommands runs each command in turn in its own process group. Output of every command goes
-// to out (a file: a pipe would keep Wait waiting on any background child that holds it).
-func runCommands(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
+// runCommands runs each command in turn in its own process group, its output and errors going
+// to log. The commands write to a pipe this process reads itself, not through os/exec's copying:
+// a background child that keeps the pipe open would keep exec's Wait waiting, while here the
+// reading ends once the process group is gone.
+func runCommands(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", 0, "", fmt.Errorf("make output pipe: %w", err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(log, r)
+		r.Close()
+		close(copied)
+	}()
+	status, code, reason := runEach(ctx, cmds, dir, env, deadline, w)
+	w.Close()
+	select {
+	case <-copied:
+	case <-time.After(KillGrace):
+		// A process outside the group (one that called setsid) still holds the pipe.
+		r.Close()
+		<-copied
+	}
+	return status, code, reason, nil
+}
+
+func runEach(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
 		fmt.Fprintf(out, "+ %s\n", c)
 		cmd := exec.Command("sh", "-c", c)
@@ -284,4 +295,36 @@ func deliver(ctx context.Context, t Task, res domain.Result) error {
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxElapsedTime = 2 * time.Minute
 	return backoff.Retry(op, backoff.WithContext(b, ctx))
+}
+
+// boundedLog keeps the last max bytes written to it, so a command that prints without end
+// cannot exhaust the worker's memory; it says at the top when it cut.
+type boundedLog struct {
+	max  int
+	buf  []byte
+	lost int64
+}
+
+func (b *boundedLog) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		// Keep some slack so that a stream of small writes does not copy the buffer each time.
+		if over > b.max/4 || len(p) > b.max/4 {
+			b.lost += int64(over)
+			b.buf = append(b.buf[:0:0], b.buf[over:]...)
+		}
+	}
+	return len(p), nil
+}
+
+func (b *boundedLog) Bytes() []byte {
+	buf := b.buf
+	if over := len(buf) - b.max; over > 0 {
+		b.lost += int64(over)
+		buf = buf[over:]
+	}
+	if b.lost == 0 {
+		return buf
+	}
+	return append([]byte(fmt.Sprintf("[log cut: the first %d bytes were dropped; the last %d are kept]\n", b.lost, len(buf))), buf...)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -27,6 +28,8 @@ type Worker struct {
 	Visibility time.Duration
 	WorkRoot   string
 	BaseEnv    []string
+	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
+	HTTPClient *http.Client
 }
 
 // Run takes one message at a time until ctx ends; run several Workers for concurrency.
@@ -94,6 +97,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	if err != nil {
 		return err
 	}
+	task.HTTPClient = w.HTTPClient
 	if _, err := Execute(ctx, task); err != nil {
 		return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)
 	}

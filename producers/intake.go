@@ -280,7 +280,7 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 	m := bundle.Manifest{
 		RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, OrderName: rec.OrderName, QueueID: rec.QueueID,
 		OrderNum: rec.OrderNum, Target: rec.Target, Cmds: o.Cmds, Timeout: o.Timeout, EnvNames: names,
-		SecretNames: secretNames, SSMTargets: o.SSMTargets, CreatedAt: req.ReceivedAt,
+		SecretNames: secretNames, SSMTargets: o.SSMTargets, SSMDocumentName: o.SSMDocumentName, CreatedAt: req.ReceivedAt,
 	}
 	execZip, stripped, err := bundle.Build(m, sealed, codeDir)
 	if err != nil {

@@ -1,9 +1,12 @@
 // Package folderblobs is the embedded adapter of the blob port: each bucket is a folder, each
-// object a file at its key's path inside it. Writes are atomic (a temporary file in the same
-// folder, synced, then renamed over the object), so a reader sees the old object or the new one,
-// never part of one, and a crash leaves no partial object behind. Unlike S3, a key cannot name
-// an object and also be the folder of others: with "a/b" stored, a Put of "a" fails, and the
-// other way round.
+// object a file inside it. A key's first two segments are folders and the rest is one file name
+// (its slashes escaped), so "callbacks/<run>/0001/1/result.json" is the file "0001%2F1%2Fresult.json"
+// in the folder callbacks/<run>: a run's objects share one folder, and writing one costs no new
+// folders (making a folder costs as much as writing a small file on common file systems).
+// Writes are atomic (a temporary file in the same folder, then renamed over the object), so a
+// reader sees the old object or the new one, never part of one, and a crash leaves no partial
+// object behind. Unlike S3, a key of one or two segments cannot name an object and also be the
+// folder of others: with "a/b" stored, a Put of "a" or of "a/b/c" fails, and the other way round.
 //
 // Presigned URLs are served by Handler under /blobs/{bucket}/{key...} and carry an expiry and an
 // HMAC-SHA256 signature over the method, bucket, key and expiry. The signing key lives in the
@@ -52,6 +55,12 @@ type Options struct {
 	Clock func() time.Time
 	// MaxBodyBytes bounds a presigned PUT's body; DefaultMaxBodyBytes when zero.
 	MaxBodyBytes int64
+	// Sync makes every Put wait until the object is on disk (fsync) before it is renamed into
+	// place, so that it survives a power loss. Without it an object survives a crash of the
+	// process (it is in the operating system's cache), which is the guarantee the embedded
+	// engine's SQLite database gives in WAL mode with synchronous=NORMAL; an fsync costs about a
+	// millisecond on common disks, several per order.
+	Sync bool
 	// Logger receives what Handler cannot tell its client (server-side failures); slog.Default
 	// when nil.
 	Logger *slog.Logger
@@ -68,6 +77,7 @@ type Bucket struct {
 	now     func() time.Time
 	maxBody int64
 	log     *slog.Logger
+	sync    bool
 }
 
 var _ blobs.Bucket = (*Bucket)(nil)
@@ -104,6 +114,7 @@ func New(dir, bucket string, opts Options) (*Bucket, error) {
 		now:     opts.Clock,
 		maxBody: opts.MaxBodyBytes,
 		log:     opts.Logger,
+		sync:    opts.Sync,
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -142,14 +153,16 @@ func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 
 // List returns every key that starts with prefix, sorted.
 func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
-	// Walk only the deepest folder the prefix names. A prefix whose folder part is no valid key
-	// matches no key, and must not lead the walk out of the bucket.
+	// Walk only the deepest folder the prefix names (a key's first two segments are folders). A
+	// prefix whose folder part is no valid key matches no key, and must not lead the walk out of
+	// the bucket.
 	start := b.root
-	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		if checkKey(prefix[:i]) != nil {
+	if segs := strings.Split(prefix, "/"); len(segs) > 1 {
+		dirs := segs[:min(len(segs)-1, folderSegments)]
+		if checkKey(strings.Join(dirs, "/")) != nil {
 			return nil, nil
 		}
-		start = b.path(prefix[:i])
+		start = filepath.Join(append([]string{b.root}, dirs...)...)
 	}
 	var keys []string
 	err := filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
@@ -162,21 +175,14 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), tempPrefix) {
+		if d.IsDir() || strings.HasPrefix(d.Name(), tempPrefix) || strings.HasPrefix(d.Name(), signingKeyFile) {
 			return nil
 		}
 		rel, err := filepath.Rel(b.root, path)
 		if err != nil {
 			return err
 		}
-		key := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if path != start && !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if strings.HasPrefix(key, prefix) {
+		if key := keyOf(filepath.ToSlash(rel)); strings.HasPrefix(key, prefix) {
 			keys = append(keys, key)
 		}
 		return nil
@@ -184,7 +190,6 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %q: %w", prefix, err)
 	}
-	// A folder walk visits "a/b/c" before "a/b-d"; the port promises string order.
 	slices.Sort(keys)
 	return keys, nil
 }
@@ -234,7 +239,7 @@ func (b *Bucket) store(key string, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
-	n, err := writeSynced(f, r)
+	n, err := write(f, r, b.sync)
 	if err == nil {
 		err = os.Rename(f.Name(), path)
 	}
@@ -246,11 +251,11 @@ func (b *Bucket) store(key string, r io.Reader) (int64, error) {
 	return n, nil
 }
 
-// writeSynced copies r into f, syncs and closes it. The sync comes before the caller's rename:
-// otherwise a power loss could leave the object's name on data never written.
-func writeSynced(f *os.File, r io.Reader) (int64, error) {
+// write copies r into f, syncs it if asked, and closes it. The sync comes before the caller's
+// rename: otherwise a power loss could leave the object's name on data never written.
+func write(f *os.File, r io.Reader, sync bool) (int64, error) {
 	n, err := io.Copy(f, r)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -263,7 +268,7 @@ func writeSynced(f *os.File, r io.Reader) (int64, error) {
 // dir between the two steps, so a vanished folder is made again, a few times.
 func createTemp(dir string) (*os.File, error) {
 	var err error
-	for range 5 {
+	for range 50 {
 		if err = os.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -290,7 +295,33 @@ func (b *Bucket) notifyCreated(ctx context.Context, key string, size int64) erro
 	return nil
 }
 
-func (b *Bucket) path(key string) string { return filepath.Join(b.root, filepath.FromSlash(key)) }
+// folderSegments is how many of a key's segments are folders; the rest is one file name.
+const folderSegments = 2
+
+// nameEscaper escapes the segments a key keeps in its file name; '%' first, so unescaping is
+// unambiguous, and a key's prefix maps onto its file name's prefix.
+var (
+	nameEscaper   = strings.NewReplacer("%", "%25", "/", "%2F")
+	nameUnescaper = strings.NewReplacer("%2F", "/", "%25", "%")
+)
+
+// path is where key's object lives (see the package comment).
+func (b *Bucket) path(key string) string {
+	segs := strings.SplitN(key, "/", folderSegments+1)
+	if len(segs) > folderSegments {
+		segs[folderSegments] = nameEscaper.Replace(segs[folderSegments])
+	}
+	return filepath.Join(append([]string{b.root}, segs...)...)
+}
+
+// keyOf is the key of the object at rel, a slash-separated path inside the bucket's folder.
+func keyOf(rel string) string {
+	segs := strings.SplitN(rel, "/", folderSegments+1)
+	if len(segs) > folderSegments {
+		segs[folderSegments] = nameUnescaper.Replace(segs[folderSegments])
+	}
+	return strings.Join(segs, "/")
+}
 
 // errInvalidKey: a key that cannot name a file inside the bucket's folder.
 var errInvalidKey = errors.New("invalid key")

@@ -434,9 +434,13 @@ func TestLayoutOnDisk(t *testing.T) {
 			t.Fatalf("Put: %v", err)
 		}
 	}
-	got, err := os.ReadFile(filepath.Join(dir, "internal", "logs", "r", "0001", "1.log"))
+	// The first two segments are folders; the rest is one escaped file name.
+	got, err := os.ReadFile(filepath.Join(dir, "internal", "logs", "r", "0001%2F1.log"))
 	if err != nil || string(got) != "logs/r/0001/1.log" {
-		t.Fatalf("object file: got %q, %v; want its body at its key's path", got, err)
+		t.Fatalf("object file: got %q, %v; want its body under logs/r as 0001%%2F1.log", got, err)
+	}
+	if keys, err := b.List(ctx, "logs/r/0001/"); err != nil || !slices.Equal(keys, []string{"logs/r/0001/1.log", "logs/r/0001/2.log"}) {
+		t.Fatalf("List: got %q, %v", keys, err)
 	}
 	// Deleting the last objects of a run leaves no empty folders behind.
 	for _, key := range []string{"logs/r/0001/1.log", "logs/r/0001/2.log"} {

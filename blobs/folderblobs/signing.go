@@ -122,7 +122,7 @@ func loadOrCreateSigningKey(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("make signing key: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := writeSynced(tmp, bytes.NewReader(key)); err != nil {
+	if _, err := write(tmp, bytes.NewReader(key), true); err != nil {
 		return nil, fmt.Errorf("write signing key: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {

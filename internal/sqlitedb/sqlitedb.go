@@ -28,6 +28,11 @@ func Open(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	// One connection: SQLite admits one writer at a time anyway, and writers on separate
+	// connections that find the lock taken wait in SQLite's busy handler, which sleeps in steps of
+	// milliseconds. Queueing on Go's connection pool instead wakes the next caller at once. No
+	// adapter may use the database from inside its own transaction, or it would wait for itself.
+	db.SetMaxOpenConns(1)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
