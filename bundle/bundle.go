@@ -47,6 +47,7 @@ type Manifest struct {
 	EnvNames                                   []string           // every variable in the sealed environment (no values)
 	SecretNames                                []string           // the subset whose values are secret and must be masked
 	SSMTargets                                 *domain.SSMTargets `json:",omitempty"`
+	SSMDocumentName                            string             `json:",omitempty"` // ssm orders: the document to run
 	CreatedAt                                  time.Time
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 // oneRunRetry bounds how long `iac-ci run` retries a final comment GitHub could not take: the
 // command waits for it before it exits, and nobody else would write it after.
 const oneRunRetry = 30 * time.Second
+
+// githubTimeout bounds each GitHub API call.
+const githubTimeout = 30 * time.Second
 
 // githubFlags connect iac-ci to GitHub: with a token, every run that names a repository and a
 // pull request (or issue) gets one comment kept up to date and a commit status, and `serve`
@@ -52,7 +56,9 @@ func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 		}
 		return nil
 	}
-	client, err := github.New(*g.apiURL, token, nil)
+	// A bounded wait: a publish holds up the finalization of its run, and GitHub that stops
+	// answering must not hold it for ever.
+	client, err := github.New(*g.apiURL, token, &http.Client{Timeout: githubTimeout})
 	if err != nil {
 		return usagef("--github-api-url: %v", err)
 	}

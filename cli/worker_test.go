@@ -168,8 +168,11 @@ func TestWorkerDeliversResultAndLog(t *testing.T) {
 			t.Fatalf("log lacks %q:\n%s", want, log)
 		}
 	}
-	if s.notified != 1 {
-		t.Fatalf("result notifications: got %d, want 1", s.notified)
+	s.mu.Lock()
+	notified := s.notified
+	s.mu.Unlock()
+	if notified != 1 {
+		t.Fatalf("result notifications: got %d, want 1", notified)
 	}
 	if !strings.Contains(stdout, "succeeded") {
 		t.Fatalf("stdout: got %q, want the order's status", stdout)
@@ -215,7 +218,11 @@ func TestWorkerUndeliverableResultExitsNonZero(t *testing.T) {
 	t.Parallel()
 	s := setupWorker(t, "true")
 	// A callback URL whose signature does not match is refused with 403, as an expired one is.
-	s.env[consumers.EnvCallbackURL] = strings.Replace(s.env[consumers.EnvCallbackURL], "sig=", "sig=00", 1)
+	tampered := strings.Replace(s.env[consumers.EnvCallbackURL], "X-Signature=", "X-Signature=00", 1)
+	if tampered == s.env[consumers.EnvCallbackURL] {
+		t.Fatalf("the callback URL has no X-Signature to tamper with: %s", tampered)
+	}
+	s.env[consumers.EnvCallbackURL] = tampered
 	code, _, stderr := s.run(t)
 	if code != cli.ExitError {
 		t.Fatalf("exit code: got %d, want %d", code, cli.ExitError)

@@ -126,7 +126,11 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 
 	deadline := res.StartedAt.Add(time.Duration(m.Timeout) * time.Second)
 	logBuf := &boundedLog{max: MaxLogBytes}
-	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, logBuf)
+	// Masked as it streams in, before the log is cut to its last MaxLogBytes: a cut made first
+	// could keep the end of a value whose start it dropped, and no masking would find that.
+	maskedLog := (*masker).Writer(logBuf)
+	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, maskedLog)
+	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {
 		return fail(err.Error())
 	}

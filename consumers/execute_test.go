@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,6 +215,7 @@ type outcome struct {
 	took      time.Duration
 }
 
+// setup is one case's order and whatever of the attempt it replaces.
 type setup struct {
 	order    order
 	bundle   func(t *testing.T, key sealing.Key) []byte // replaces the bundle built from order
@@ -221,6 +223,8 @@ type setup struct {
 	statuses []int                                      // the callback endpoint's answers
 }
 
+// execute seals and bundles the case's order for a fresh run key, and runs one attempt of it
+// against a callback endpoint of its own.
 func execute(t *testing.T, s setup) outcome {
 	t.Helper()
 	key, err := sealing.NewKey()
@@ -232,6 +236,7 @@ func execute(t *testing.T, s setup) outcome {
 	t.Cleanup(srv.Close)
 	out := t.TempDir()
 	o := s.order.withDefaults()
+	o.cmds = slices.Clone(o.cmds)
 	for i, c := range o.cmds {
 		o.cmds[i] = strings.ReplaceAll(c, "$OUT", out)
 	}
@@ -268,11 +273,11 @@ func execute(t *testing.T, s setup) outcome {
 	took := time.Since(start)
 	mu.Lock()
 	defer mu.Unlock()
-	o2 := outcome{res: res, err: err, stored: stored, log: string(stored), delivered: sink.received(), callback: task.CallbackURL, out: out, took: took}
+	got := outcome{res: res, err: err, stored: stored, log: string(stored), delivered: sink.received(), callback: task.CallbackURL, out: out, took: took}
 	if res.LogKey == "" {
-		o2.log = res.LogTail // a log that fits in the tail travels whole in the result
+		got.log = res.LogTail // a log that fits in the tail may travel whole in the result
 	}
-	return o2
+	return got
 }
 
 func TestExecute(t *testing.T) {
@@ -385,6 +390,24 @@ func TestExecute(t *testing.T) {
 			},
 		},
 		{
+			// The stored log keeps its last MaxLogBytes. Here the cut falls inside a value, 10
+			// bytes before its end: those 10 bytes must not be kept unmasked.
+			name: "log cut inside a secret value",
+			setup: setup{order: order{cmds: []string{
+				`printf %s "$DB_PASSWORD"; head -c ` + strconv.Itoa(consumers.MaxLogBytes-10) + ` /dev/zero | tr '\0' y`,
+			}}},
+			wantStatus: domain.OrderSucceeded,
+			check: func(t *testing.T, o outcome) {
+				if len(o.stored) < consumers.MaxLogBytes {
+					t.Fatalf("stored log of %d bytes, want the last %d kept", len(o.stored), consumers.MaxLogBytes)
+				}
+				head := string(o.stored[:min(len(o.stored), 256)])
+				if strings.Contains(head, dbPassword[len(dbPassword)-10:]) {
+					t.Errorf("the cut log starts with the end of a secret value: %q", head)
+				}
+			},
+		},
+		{
 			name: "zip slip refused",
 			setup: setup{bundle: func(t *testing.T, key sealing.Key) []byte {
 				return hostileBundle(t, key, member{name: "code/../../escaped.txt", body: "owned", mode: 0o644})
@@ -423,6 +446,11 @@ func TestExecute(t *testing.T) {
 			name:       "not a zip refused",
 			setup:      setup{bundle: func(*testing.T, sealing.Key) []byte { return []byte("this is not a zip archive") }},
 			wantStatus: domain.OrderFailed, wantExit: -1, wantReason: "bundle refused: bundle: not a zip archive",
+		},
+		{
+			name:       "bundle gone",
+			setup:      setup{bundle: func(*testing.T, sealing.Key) []byte { return nil }},
+			wantStatus: domain.OrderFailed, wantExit: -1, wantReason: "the order's bundle could not be read",
 		},
 		{
 			name:       "wrong key",

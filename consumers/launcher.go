@@ -3,6 +3,7 @@ package consumers
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,8 +95,9 @@ type Launcher struct {
 	// RunKeyParameter names the parameter of a run's key (awssecrets.Keys.ParameterName); nil
 	// when workers get the key some other way.
 	RunKeyParameter func(runID string) (string, error)
-	// DefaultDocument is the SSM document of ssm orders whose bundle names none;
-	// domain.DefaultSSMDocumentName when empty.
+	// DefaultDocument is the deployment's name for the iac-ci-run-commands document: ssm orders
+	// that name no document of their own (or name domain.DefaultSSMDocumentName, which jobs get
+	// by default) run it. Empty keeps domain.DefaultSSMDocumentName.
 	DefaultDocument string
 }
 
@@ -187,11 +189,8 @@ func (l *Launcher) prepare(ctx context.Context, o domain.OrderRecord) (Launch, s
 	}
 	launch.SSMTargets = m.SSMTargets
 	launch.SSMDocument = m.SSMDocumentName
-	if launch.SSMDocument == "" {
-		launch.SSMDocument = l.DefaultDocument
-	}
-	if launch.SSMDocument == "" {
-		launch.SSMDocument = domain.DefaultSSMDocumentName
+	if launch.SSMDocument == "" || launch.SSMDocument == domain.DefaultSSMDocumentName {
+		launch.SSMDocument = cmp.Or(l.DefaultDocument, domain.DefaultSSMDocumentName)
 	}
 	return launch, "", nil
 }

@@ -359,6 +359,7 @@ func TestLauncherSSMTargetsAndDocumentFromTheBundle(t *testing.T) {
 			SSMTargets: &domain.SSMTargets{Tags: map[string]string{"role": "web"}}, SSMDocumentName: "team-run-commands"},
 	)
 	l := f.launcher(domain.TargetSSM)
+	l.DefaultDocument = "deployed-run-commands"
 	for _, m := range f.receive(t, domain.TargetSSM, 2) {
 		if err := l.Handle(t.Context(), m); err != nil {
 			t.Fatalf("handle: %v", err)
@@ -372,8 +373,9 @@ func TestLauncherSSMTargetsAndDocumentFromTheBundle(t *testing.T) {
 		t.Fatalf("launches: got orders %v, want 1 and 2", byNum)
 	}
 	one, two := byNum[1], byNum[2]
-	if one.SSMTargets == nil || strings.Join(one.SSMTargets.InstanceIDs, ",") != "i-0123456789abcdef0" || one.SSMDocument != domain.DefaultSSMDocumentName {
-		t.Fatalf("order 1: targets %+v document %q, want i-0123456789abcdef0 and %s", one.SSMTargets, one.SSMDocument, domain.DefaultSSMDocumentName)
+	// Order 1 names no document: it runs the deployment's.
+	if one.SSMTargets == nil || strings.Join(one.SSMTargets.InstanceIDs, ",") != "i-0123456789abcdef0" || one.SSMDocument != "deployed-run-commands" {
+		t.Fatalf("order 1: targets %+v document %q, want i-0123456789abcdef0 and deployed-run-commands", one.SSMTargets, one.SSMDocument)
 	}
 	if two.SSMTargets == nil || two.SSMTargets.Tags["role"] != "web" || two.SSMDocument != "team-run-commands" {
 		t.Fatalf("order 2: targets %+v document %q, want tag role=web and team-run-commands", two.SSMTargets, two.SSMDocument)

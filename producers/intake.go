@@ -19,6 +19,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/masking"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
@@ -256,6 +257,13 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 		}
 	}
 	sort.Strings(secretNames)
+	for _, k := range secretNames {
+		// Masking leaves values this short alone (they would mask half of any log), so such a
+		// value would show in the log as it is.
+		if v := env[k]; v != "" && len(v) < masking.MinLen {
+			return fmt.Sprintf("secrets: the value of %s is too short to be masked in logs (under %d bytes); use a longer secret", k, masking.MinLen), nil
+		}
+	}
 	num := domain.OrderNumString(rec.OrderNum)
 	for k, v := range map[string]string{
 		"TRACE_ID": req.TraceID, "RUN_ID": req.RunID, "ORDER_ID": req.RunID + ":" + num,

@@ -32,6 +32,8 @@ import (
 const (
 	dbPassword = "intake-db-password-5f1c2e"
 	apiToken   = "intake-api-token-93ab70d4"
+	// shortSecret is too short for masking to hide (masking.MinLen).
+	shortSecret = "q!"
 )
 
 // intakeSetup is an intake on the embedded adapters, all in one temporary folder.
@@ -73,7 +75,7 @@ func setupIntake(t *testing.T) intakeSetup {
 		t.Fatal(err)
 	}
 	secretsFile := filepath.Join(dir, "secrets.json")
-	values, _ := json.Marshal(map[string]string{"/team/db-password": dbPassword, "deploy/api-token": apiToken})
+	values, _ := json.Marshal(map[string]string{"/team/db-password": dbPassword, "deploy/api-token": apiToken, "/team/pin": shortSecret})
 	if err := os.WriteFile(secretsFile, values, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +444,7 @@ func TestIntakeForkRunWithholdsSecrets(t *testing.T) {
 	}
 }
 
-func TestIntakeRefusesRequestWithoutSecretsFile(t *testing.T) {
+func TestIntakeWithoutSecretsFileFailsOrderSayingHow(t *testing.T) {
 	t.Parallel()
 	s := setupIntake(t)
 	s.intake.Secrets, _ = localsecrets.LoadSource("") // as when --secrets is not given
@@ -477,4 +479,29 @@ func zipEntries(t *testing.T, data []byte) map[string][]byte {
 		out[f.Name] = b
 	}
 	return out
+}
+
+// A value too short to be masked would show in the log in plain text, so its order is refused.
+func TestIntakeRefusesSecretTooShortToMask(t *testing.T) {
+	t.Parallel()
+	s := setupIntake(t)
+	job := `{"username": "tester", "orders": [
+	  {"order_name": "plan", "timeout": 60, "cmds": ["echo \"pin=$PIN\""], "ssm_paths": ["/team/pin"]},
+	  {"order_name": "lint", "timeout": 60, "cmds": ["echo lint"], "ssm_paths": ["/team/db-password"]}
+	]}`
+	acc, msg := s.accept(t, job, false)
+	if err := s.intake.Handle(t.Context(), msg); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	orders := s.orders(t, acc.RunID)
+	plan := orders["plan"]
+	if plan.Status != domain.OrderFailed || !strings.Contains(plan.Reason, "PIN") || !strings.Contains(plan.Reason, "too short") {
+		t.Errorf("plan: %s %q, want failed with a reason naming PIN as too short to mask", plan.Status, plan.Reason)
+	}
+	if strings.Contains(plan.Reason, shortSecret) {
+		t.Errorf("plan's reason holds the value: %q", plan.Reason)
+	}
+	if o := orders["lint"]; o.Status != domain.OrderQueued {
+		t.Errorf("lint: got %s, want queued", o.Status)
+	}
 }

@@ -100,6 +100,10 @@ func NewKeys(ssmClient SSMAPI, prefix string) (*Keys, error) {
 	return &Keys{ssm: ssmClient, prefix: prefix}, nil
 }
 
+// ParameterName is the name of the parameter that holds a run's key: what a worker outside the
+// engine (a CodeBuild build, an SSM instance) is told, so that it fetches the key itself.
+func (k *Keys) ParameterName(runID string) (string, error) { return k.name(runID) }
+
 func (k *Keys) name(runID string) (string, error) {
 	if !runIDPattern.MatchString(runID) {
 		return "", fmt.Errorf("run id %q is not 1-128 letters, digits, '.', '_' or '-' (not starting with '.')", runID)
