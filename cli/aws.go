@@ -86,8 +86,10 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 		return err
 	}
 	workDir := filepath.Join(o.DataDir, "work")
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return fmt.Errorf("scratch folder (--data): %w", err)
+	for _, dir := range []string{filepath.Join(workDir, "intake"), filepath.Join(workDir, "orders")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("scratch folder (--data): %w", err)
+		}
 	}
 	listener, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -100,9 +102,6 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 	s.Engine = e
 	s.Accepter = b.Accepter(doneURL)
 	s.Intake = b.Intake(e, o.GitBaseURL, filepath.Join(workDir, "intake"))
-	if err := os.MkdirAll(s.Intake.WorkDir, 0o700); err != nil {
-		return fmt.Errorf("scratch folder (--data): %w", err)
-	}
 	extra := map[string]http.Handler{}
 	if *f.debugCalls {
 		extra["GET /debug/aws-calls"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -115,9 +114,9 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := startAWS(ctx, s, b, *f.sweepInterval, filepath.Join(workDir, "orders")); err != nil {
-		cancel()
-		s.Wait()
+	flush, err := startAWS(ctx, s, b, *f.sweepInterval, filepath.Join(workDir, "orders"))
+	if err != nil {
+		listener.Close()
 		return err
 	}
 	where := "region " + awsCfg.Region
@@ -129,29 +128,29 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 	fmt.Fprintf(stdout, "iac-ci serving on %s (aws: %s, resources prefixed %s)\n", s.BaseURL, where, cfg.Prefix)
 	<-ctx.Done()
 	s.Wait()
+	flush()
 	r := calls.Report()
 	o.Log.Info("aws calls made", "total", r.Total, "empty_receives", r.EmptyReceives)
 	return nil
 }
 
 // startAWS serves HTTP and starts every consumer of the aws backend until ctx ends.
-func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery time.Duration, orderRoot string) error {
+// The returned flush deletes the messages handled last; call it once the consumers stopped.
+func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery time.Duration, orderRoot string) (flush func(), err error) {
 	e := s.Engine
 	log := e.Logger()
 	visibility := map[string]time.Duration{}
 	for _, spec := range queues.Topology() {
 		visibility[spec.Name] = spec.Visibility
 	}
+	// Check resolved every queue already; this makes no call. Nothing has started on an error.
 	open := map[string]queues.Queue{}
 	for name := range visibility {
 		q, err := e.Queues.Queue(name)
 		if err != nil {
-			return fmt.Errorf("queue %s: %w", name, err)
+			return nil, fmt.Errorf("queue %s: %w", name, err)
 		}
 		open[name] = q
-	}
-	if err := os.MkdirAll(orderRoot, 0o700); err != nil {
-		return fmt.Errorf("scratch folder (--data): %w", err)
 	}
 
 	for _, run := range s.Opts.Runners {
@@ -170,16 +169,30 @@ func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery 
 		_ = srv.Shutdown(sctx)
 	})
 
-	for range 2 {
-		s.go_(func() { _ = consumers.Consume(ctx, open[queues.Intake], 1, log, s.Intake.Handle) })
+	// Each queue's consumers share a deleter: handled messages are deleted ten to a request.
+	deleters := map[string]*awsbackend.Deleter{}
+	consumer := func(name string, batch int) *awsbackend.Consumer {
+		d := deleters[name]
+		if d == nil {
+			d = awsbackend.NewDeleter(open[name], log)
+			deleters[name] = d
+		}
+		return &awsbackend.Consumer{Queue: open[name], Batch: batch, Deleter: d, Log: log}
 	}
-	dead := &producers.IntakeDeadLetters{Intake: s.Intake}
-	s.go_(func() {
-		_ = consumers.Consume(ctx, open[queues.Intake+queues.DeadLetterSuffix], queues.MaxBatch, log, dead.Handle)
-	})
+	consume := func(name string, batch int, h consumers.Handler) {
+		c := consumer(name, batch)
+		s.go_(func() { c.Run(ctx, h) })
+	}
+	// Intake of a large job can outlast the queue's visibility timeout: keep its message hidden.
+	for range 2 {
+		c := consumer(queues.Intake, 1)
+		c.KeepHidden = visibility[queues.Intake]
+		s.go_(func() { c.Run(ctx, s.Intake.Handle) })
+	}
+	consume(queues.Intake+queues.DeadLetterSuffix, queues.MaxBatch, (&producers.IntakeDeadLetters{Intake: s.Intake}).Handle)
 	orch := &consumers.Orchestrator{Engine: e, Queue: open[queues.Results]}
 	for range 2 {
-		s.go_(func() { _ = orch.Run(ctx) })
+		consume(queues.Results, queues.MaxBatch, orch.Handle)
 	}
 
 	// Lambda orders run in this process, as the worker function runs them.
@@ -187,26 +200,28 @@ func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery 
 	for range s.Opts.Workers {
 		w := &consumers.Worker{Engine: e, Queue: open[lambdaQ], Visibility: visibility[lambdaQ],
 			WorkRoot: orderRoot, BaseEnv: consumers.WorkerEnv(), HTTPClient: b.Clients.HTTP}
-		s.go_(func() { _ = w.Run(ctx) })
+		consume(lambdaQ, 1, w.Handle)
 	}
 	// CodeBuild and SSM orders are launched there; the worker at the target delivers the result.
-	launchers := []*consumers.Launcher{
-		{Engine: e, Queue: open[queues.Orders(string(domain.TargetCodeBuild))], RunKeyParameter: b.Keys.ParameterName,
-			Starter: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject}},
-		{Engine: e, Queue: open[queues.Orders(string(domain.TargetSSM))], RunKeyParameter: b.Keys.ParameterName,
-			Starter: &awslaunch.SSM{Client: b.Clients.SSM}, DefaultDocument: b.Config.SSMDocument},
-	}
-	for _, l := range launchers {
-		s.go_(func() { _ = l.Run(ctx) })
-	}
+	codebuildQ, ssmQ := queues.Orders(string(domain.TargetCodeBuild)), queues.Orders(string(domain.TargetSSM))
+	consume(codebuildQ, queues.MaxBatch, (&consumers.Launcher{Engine: e, Queue: open[codebuildQ],
+		RunKeyParameter: b.Keys.ParameterName,
+		Starter:         &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject}}).Handle)
+	consume(ssmQ, queues.MaxBatch, (&consumers.Launcher{Engine: e, Queue: open[ssmQ],
+		RunKeyParameter: b.Keys.ParameterName, DefaultDocument: b.Config.SSMDocument,
+		Starter: &awslaunch.SSM{Client: b.Clients.SSM}}).Handle)
 	for _, t := range domain.Targets {
-		dl := &consumers.DeadLetters{Engine: e, Queue: open[queues.Orders(string(t))+queues.DeadLetterSuffix],
-			MaxReceives: queues.MaxReceivesDefault}
-		s.go_(func() { _ = dl.Run(ctx) })
+		name := queues.Orders(string(t)) + queues.DeadLetterSuffix
+		dl := &consumers.DeadLetters{Engine: e, Queue: open[name], MaxReceives: queues.MaxReceivesDefault}
+		consume(name, queues.MaxBatch, dl.Handle)
 	}
 	sw := &consumers.Sweeper{Engine: e, Orchestrator: orch, Interval: sweepEvery}
 	s.go_(func() { _ = sw.Run(ctx) })
-	return nil
+	return func() {
+		for _, d := range deleters {
+			d.Flush()
+		}
+	}, nil
 }
 
 // awsSetupCommand is `iac-ci aws-setup`: it creates every AWS resource iac-ci uses, or with

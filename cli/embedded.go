@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,9 +42,15 @@ type Options struct {
 	WebhookSecret []byte
 	Insecure      bool
 	GitBaseURL    string
-	GitHub        producers.EventSource
-	Watchers      []engine.Watcher
-	Finishers     []engine.Finisher
+	// GitHubToken, when set, also clones the code of runs that GitHub events start (their jobs
+	// come from the repository's own .iac-ci.yml and carry no git_token_location).
+	GitHubToken string
+	// PublicURL is where people and GitHub reach this server (links in comments, done_endpt);
+	// the listening address when empty.
+	PublicURL string
+	GitHub    producers.EventSource
+	Watchers  []engine.Watcher
+	Finishers []engine.Finisher
 	// Runners run beside the consumers, from Start until its ctx ends (the pull-request
 	// reporter's publishing loop); each gets the open system, whose store and URL it may need.
 	Runners []func(ctx context.Context, s *System)
@@ -152,7 +159,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	if err != nil {
 		return fail(err)
 	}
-	doneURL := func(runID string) string { return s.BaseURL + "/done/" + runID }
+	doneURL := func(runID string) string { return s.PublicBaseURL() + "/done/" + runID }
 
 	s.Engine = &engine.Engine{
 		Store: st, Queues: broker, Blobs: internal, Done: done, Keys: keys, Log: o.Log,
@@ -166,7 +173,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	s.Intake = &producers.Intake{Engine: s.Engine, Secrets: src, Getenv: getenv, GitBaseURL: o.GitBaseURL,
+	s.Intake = &producers.Intake{Engine: s.Engine, Secrets: src, Getenv: getenv, GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken,
 		WorkDir: filepath.Join(o.DataDir, "work")}
 	if err := os.MkdirAll(s.Intake.WorkDir, 0o700); err != nil {
 		return fail(err)
@@ -175,6 +182,14 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log,
 		Extra: map[string]http.Handler{"/blobs/": folderblobs.Handler(internal, done)}}
 	return s, nil
+}
+
+// PublicBaseURL is where people reach this server: Options.PublicURL, or the listening address.
+func (s *System) PublicBaseURL() string {
+	if s.Opts.PublicURL != "" {
+		return strings.TrimRight(s.Opts.PublicURL, "/")
+	}
+	return s.BaseURL
 }
 
 // Start serves HTTP and runs every consumer until ctx ends; Wait waits for them.

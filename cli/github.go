@@ -62,6 +62,7 @@ func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 	if err != nil {
 		return usagef("--github-api-url: %v", err)
 	}
+	o.GitHubToken = token
 
 	opts := vcs.ReporterOptions{Log: log}
 	if g.oneRun {
@@ -74,7 +75,7 @@ func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 	o.Runners = append(o.Runners, func(ctx context.Context, s *System) {
 		var statusURL func(string) string
 		if !oneRun {
-			statusURL = func(runID string) string { return s.BaseURL + "/runs/" + url.PathEscape(runID) }
+			statusURL = func(runID string) string { return s.PublicBaseURL() + "/runs/" + url.PathEscape(runID) }
 		}
 		reporter.Run(ctx, s.Engine.Store, statusURL)
 	})

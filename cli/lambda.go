@@ -22,25 +22,8 @@ import (
 	"github.com/iac-ci/iac-ci/vcs/github"
 )
 
-// The variables of `iac-ci lambda`, beside awsbackend's (IAC_CI_PREFIX and the resource names).
-const (
-	envFunction = "IAC_CI_FUNCTION" // which function this is: one of lambdafn.Names
-	// envWebhookSecretLocation says where the webhook secret lives (aws:::ssm:<path> or
-	// aws:::secretd:<name>), so the secret itself is in no function's configuration. The webhook
-	// function reads it once, at its start.
-	envWebhookSecretLocation = "IAC_CI_WEBHOOK_SECRET_LOCATION"
-	// envGitHubTokenLocation, when set, makes the webhook function turn GitHub's pull-request
-	// events into runs, reading .iac-ci.yml with that token; envGitHubAPIURL is for GitHub
-	// Enterprise.
-	envGitHubTokenLocation = "IAC_CI_GITHUB_TOKEN_LOCATION"
-	envGitHubAPIURL        = "IAC_CI_GITHUB_API_URL"
-	// envPublicURL is the API's base URL, where GET /done/{run_id} answers: accepted jobs are
-	// told their done endpoint there.
-	envPublicURL = "IAC_CI_PUBLIC_URL"
-	envLogLevel  = "IAC_CI_LOG_LEVEL"
-	// lambdaRuntimeAPI is set by Lambda in every function's sandbox.
-	lambdaRuntimeAPI = "AWS_LAMBDA_RUNTIME_API"
-)
+// lambdaRuntimeAPI is set by Lambda in every function's sandbox.
+const lambdaRuntimeAPI = "AWS_LAMBDA_RUNTIME_API"
 
 // lambdaScratch is where functions work: /tmp is the one writable place in a Lambda sandbox.
 const lambdaScratch = "/tmp/iac-ci"
@@ -51,24 +34,24 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		fmt.Fprintf(stdout, "Usage: iac-ci lambda\n\nRuns as the AWS Lambda function named by $%s, one of: %s.\n"+
 			"The AWS resources are named by the same IAC_CI_* variables as `iac-ci aws-setup`; see docs/deploy.md.\n",
-			envFunction, strings.Join(lambdafn.Names, ", "))
+			lambdafn.EnvFunction, strings.Join(lambdafn.Names, ", "))
 		return nil
 	}
 	if len(args) > 0 {
-		return usagef("lambda takes no arguments, got %q: the function is named by $%s", strings.Join(args, " "), envFunction)
+		return usagef("lambda takes no arguments, got %q: the function is named by $%s", strings.Join(args, " "), lambdafn.EnvFunction)
 	}
-	name := getenv(envFunction)
+	name := getenv(lambdafn.EnvFunction)
 	if name == "" {
-		return usagef("%s is not set: set it to the function this is, one of %s", envFunction, strings.Join(lambdafn.Names, ", "))
+		return usagef("%s is not set: set it to the function this is, one of %s", lambdafn.EnvFunction, strings.Join(lambdafn.Names, ", "))
 	}
 	if !slices.Contains(lambdafn.Names, name) {
-		return usagef("%s=%q: want one of %s", envFunction, name, strings.Join(lambdafn.Names, ", "))
+		return usagef("%s=%q: want one of %s", lambdafn.EnvFunction, name, strings.Join(lambdafn.Names, ", "))
 	}
 	if getenv(lambdaRuntimeAPI) == "" {
 		return usagef("%s is not set, so this is not an AWS Lambda sandbox: `iac-ci lambda` runs only as a Lambda function "+
 			"(locally, use `iac-ci serve`)", lambdaRuntimeAPI)
 	}
-	level := getenv(envLogLevel)
+	level := getenv(lambdafn.EnvLogLevel)
 	if level == "" {
 		level = "info"
 	}
@@ -103,13 +86,13 @@ func lambdaPieces(ctx context.Context, name string, getenv Env, log *slog.Logger
 		return lambdafn.Pieces{}, err
 	}
 	var doneURL func(string) string
-	if base := strings.TrimSuffix(getenv(envPublicURL), "/"); base != "" {
+	if base := strings.TrimSuffix(getenv(lambdafn.EnvPublicURL), "/"); base != "" {
 		doneURL = func(runID string) string { return base + "/done/" + url.PathEscape(runID) }
 	}
 	e := b.Engine(log, doneURL)
 	p := lambdafn.Pieces{
 		Engine: e, QueuePrefix: cfg.QueuePrefix,
-		Intake:   b.Intake(e, "", filepath.Join(lambdaScratch, "intake")),
+		Intake:   b.Intake(e, getenv(lambdafn.EnvGitBaseURL), filepath.Join(lambdaScratch, "intake")),
 		WorkRoot: filepath.Join(lambdaScratch, "orders"), BaseEnv: consumers.WorkerEnv(),
 		Starters: map[domain.Target]consumers.Starter{
 			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: cfg.CodeBuildProject},
@@ -120,23 +103,23 @@ func lambdaPieces(ctx context.Context, name string, getenv Env, log *slog.Logger
 	if name != lambdafn.Webhook {
 		return p, nil
 	}
-	secret, err := lambdaSecret(ctx, b.Secrets, getenv, envWebhookSecretLocation)
+	secret, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvWebhookSecretLocation)
 	if err != nil {
 		return p, err
 	}
 	if secret == "" {
 		return p, usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
-			"aws:::ssm:<path> (or aws:::secretd:<name>)", envWebhookSecretLocation)
+			"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
 	}
 	p.Server = &producers.Server{Accepter: b.Accepter(doneURL), Store: b.Store, Done: b.Done, Secret: []byte(secret), Log: log}
-	token, err := lambdaSecret(ctx, b.Secrets, getenv, envGitHubTokenLocation)
+	token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
 	if err != nil {
 		return p, err
 	}
 	if token != "" {
-		client, err := github.New(getenv(envGitHubAPIURL), token, nil)
+		client, err := github.New(getenv(lambdafn.EnvGitHubAPIURL), token, nil)
 		if err != nil {
-			return p, usagef("%s: %v", envGitHubAPIURL, err)
+			return p, usagef("%s: %v", lambdafn.EnvGitHubAPIURL, err)
 		}
 		p.Server.GitHub = jobsFromEvents(client)
 	}

@@ -35,6 +35,9 @@ type Intake struct {
 	Getenv func(string) string
 	// GitBaseURL is where git_repo is cloned from ("https://github.com" when empty).
 	GitBaseURL string
+	// GitHubToken clones the code of runs started by GitHub events, whose jobs come from the
+	// repository's .iac-ci.yml and name no git_token_location.
+	GitHubToken string
 	// GetObject reads an s3_location zip; nil refuses s3_location.
 	GetObject func(ctx context.Context, bucket, key string) ([]byte, error)
 	// WorkDir holds scratch space for cloning and copying code.
@@ -140,6 +143,9 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, e
 	fetcher := &codesource.Fetcher{WorkDir: workDir, GitBaseURL: in.GitBaseURL, GetObject: in.GetObject, BaseDir: job.BaseDir}
 	if fetcher.GitToken, err = in.resolve(ctx, job.GitTokenLocation); err != nil {
 		return domain.Run{}, fmt.Errorf("git_token_location: %w", err)
+	}
+	if fetcher.GitToken == "" && req.Source == "github" {
+		fetcher.GitToken = in.GitHubToken
 	}
 	if fetcher.GitSSHKey, err = in.resolve(ctx, job.GitSSHKeyLocation); err != nil {
 		return domain.Run{}, fmt.Errorf("git_ssh_key_location: %w", err)

@@ -1,0 +1,238 @@
+package awsbackend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/store"
+)
+
+// deleteRecorder is a queue that records the receipts of each Delete call.
+type deleteRecorder struct {
+	queues.Queue
+	mu      sync.Mutex
+	batches [][]string
+}
+
+func (q *deleteRecorder) Name() string { return "q" }
+
+func (q *deleteRecorder) Delete(_ context.Context, receipts ...string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.batches = append(q.batches, receipts)
+	return nil
+}
+
+func (q *deleteRecorder) deleted() (calls int, receipts []string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, b := range q.batches {
+		receipts = append(receipts, b...)
+	}
+	return len(q.batches), receipts
+}
+
+func TestDeleterDeletesTenToACallAndNothingLate(t *testing.T) {
+	t.Parallel()
+	q := &deleteRecorder{}
+	d := NewDeleter(q, slog.New(slog.DiscardHandler))
+	var want []string
+	for i := range 25 {
+		r := string(rune('a' + i))
+		want = append(want, r)
+		d.Add(r)
+	}
+	if calls, got := q.deleted(); calls != 2 || len(got) != 20 {
+		t.Fatalf("after 25 receipts: %d calls deleting %d, want 2 calls deleting 20 at once", calls, len(got))
+	}
+	deadline := time.Now().Add(DeleteDelay + 2*time.Second)
+	for time.Now().Before(deadline) {
+		if _, got := q.deleted(); len(got) == 25 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	calls, got := q.deleted()
+	if calls != 3 || !slices.Equal(got, want) {
+		t.Fatalf("after the delay: %d calls deleting %v, want 3 calls deleting %v", calls, got, want)
+	}
+	d.Add("late")
+	d.Flush()
+	if _, got := q.deleted(); got[len(got)-1] != "late" {
+		t.Errorf("Flush left a receipt: %v", got)
+	}
+}
+
+// countingKeys is a key store that counts reads.
+type countingKeys struct {
+	mu    sync.Mutex
+	keys  map[string]string
+	reads int
+}
+
+func (k *countingKeys) PutRunKey(_ context.Context, runID, key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[runID] = key
+	return nil
+}
+
+func (k *countingKeys) GetRunKey(_ context.Context, runID string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.reads++
+	key, ok := k.keys[runID]
+	if !ok {
+		return "", secrets.ErrNotFound
+	}
+	return key, nil
+}
+
+func (k *countingKeys) DeleteRunKey(_ context.Context, runID string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.keys, runID)
+	return nil
+}
+
+func TestRunKeyCacheReadsOnceAndForgetsOnDelete(t *testing.T) {
+	t.Parallel()
+	next := &countingKeys{keys: map[string]string{"r1": "k1"}}
+	c := NewRunKeyCache(next)
+	ctx := t.Context()
+	for range 3 {
+		if k, err := c.GetRunKey(ctx, "r1"); err != nil || k != "k1" {
+			t.Fatalf("GetRunKey: %q, %v", k, err)
+		}
+	}
+	if next.reads != 1 {
+		t.Errorf("three reads of one run's key cost %d reads, want 1", next.reads)
+	}
+	if err := c.DeleteRunKey(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetRunKey(ctx, "r1"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Errorf("GetRunKey after DeleteRunKey: got %v, want ErrNotFound", err)
+	}
+	if err := c.PutRunKey(ctx, "r2", "k2"); err != nil {
+		t.Fatal(err)
+	}
+	reads := next.reads
+	if k, err := c.GetRunKey(ctx, "r2"); err != nil || k != "k2" || next.reads != reads {
+		t.Errorf("GetRunKey after PutRunKey: %q, %v, %d reads more", k, err, next.reads-reads)
+	}
+	c.now = func() time.Time { return time.Now().Add(runKeyTTL + time.Minute) }
+	if _, err := c.GetRunKey(ctx, "r2"); err != nil || next.reads != reads+1 {
+		t.Errorf("an expired key was not read again: %v, %d reads more", err, next.reads-reads)
+	}
+}
+
+// slowEvents is a store whose event writes wait for release, and record what each wrote.
+type slowEvents struct {
+	store.Store
+	release chan struct{}
+	fail    error
+	mu      sync.Mutex
+	writes  [][]domain.Event
+}
+
+func (s *slowEvents) AppendEvents(_ context.Context, events ...domain.Event) error {
+	<-s.release
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes = append(s.writes, events)
+	return s.fail
+}
+
+func TestGroupedEventsShareWritesAndTheirError(t *testing.T) {
+	t.Parallel()
+	inner := &slowEvents{release: make(chan struct{}), fail: errors.New("throttled")}
+	g := NewGroupedEvents(inner)
+	ctx := t.Context()
+	errs := make(chan error, 6)
+	go func() { errs <- g.AppendEvents(ctx, domain.Event{Type: "first"}) }()
+	// The first write is in flight; five more calls gather behind it.
+	time.Sleep(50 * time.Millisecond)
+	for i := range 5 {
+		go func() { errs <- g.AppendEvents(ctx, domain.Event{Type: "later", Epoch: int64(i)}) }()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(inner.release)
+	for range 6 {
+		if err := <-errs; err == nil || err.Error() != "throttled" {
+			t.Errorf("a caller got %v, want the write's error", err)
+		}
+	}
+	inner.mu.Lock()
+	defer inner.mu.Unlock()
+	if len(inner.writes) != 2 || len(inner.writes[0]) != 1 || len(inner.writes[1]) != 5 {
+		sizes := []int{}
+		for _, w := range inner.writes {
+			sizes = append(sizes, len(w))
+		}
+		t.Errorf("six calls wrote %v events per write, want [1 5]", sizes)
+	}
+}
+
+// oneMessage hands out one message, then nothing; it records visibility changes and deletes.
+type oneMessage struct {
+	deleteRecorder
+	given   atomic.Bool
+	extends atomic.Int64
+}
+
+func (q *oneMessage) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
+	if q.given.CompareAndSwap(false, true) {
+		return []queues.Message{{ID: "m", Receipt: "r"}}, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (q *oneMessage) ChangeVisibility(context.Context, string, time.Duration) error {
+	q.extends.Add(1)
+	return nil
+}
+
+// A slow handler's message is kept hidden while it runs, and deleted once it succeeded; a failed
+// one is left to come back.
+func TestConsumerKeepsSlowWorkHiddenAndDeletesWhatSucceeded(t *testing.T) {
+	t.Parallel()
+	for _, fail := range []bool{false, true} {
+		q := &oneMessage{}
+		log := slog.New(slog.DiscardHandler)
+		c := &Consumer{Queue: q, Batch: 1, Deleter: NewDeleter(q, log), Log: log, KeepHidden: 300 * time.Millisecond}
+		ctx, cancel := context.WithCancel(t.Context())
+		handled, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			c.Run(ctx, func(ctx context.Context, m queues.Message) error {
+				defer close(handled)
+				time.Sleep(350 * time.Millisecond)
+				if fail {
+					return errors.New("intake failed")
+				}
+				return nil
+			})
+		}()
+		<-handled
+		cancel()
+		<-stopped
+		c.Deleter.Flush()
+		if n := q.extends.Load(); n < 2 {
+			t.Errorf("fail %v: a 350 ms handler with a 300 ms visibility was extended %d times, want at least 2", fail, n)
+		}
+		if _, got := q.deleted(); len(got) != map[bool]int{false: 1, true: 0}[fail] {
+			t.Errorf("fail %v: deleted %v", fail, got)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package awsbackend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/queues"
+)
+
+// DeleteDelay bounds how long a handled message waits for others to share its delete. It is far
+// below every queue's visibility timeout (a minute at least), so waiting never lets a handled
+// message come back.
+const DeleteDelay = time.Second
+
+// Deleter deletes handled messages of one queue in batches: SQS bills a DeleteMessageBatch of ten
+// receipts as one request, as it does a delete of one. Receipts wait until ten are pending or the
+// oldest has waited DeleteDelay. Share one Deleter between the consumers of a queue.
+type Deleter struct {
+	q   queues.Queue
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending []string
+	timer   *time.Timer
+}
+
+// NewDeleter returns a deleter of q's messages.
+func NewDeleter(q queues.Queue, log *slog.Logger) *Deleter {
+	return &Deleter{q: q, log: log}
+}
+
+// Add hands over the receipt of a handled message.
+func (d *Deleter) Add(receipt string) {
+	d.mu.Lock()
+	d.pending = append(d.pending, receipt)
+	var full []string
+	switch {
+	case len(d.pending) >= queues.MaxBatch:
+		full, d.pending = d.pending, nil
+		if d.timer != nil {
+			d.timer.Stop()
+			d.timer = nil
+		}
+	case d.timer == nil:
+		d.timer = time.AfterFunc(DeleteDelay, d.Flush)
+	}
+	d.mu.Unlock()
+	if full != nil {
+		d.delete(full)
+	}
+}
+
+// Flush deletes every pending receipt now. Call it once the consumers have stopped.
+func (d *Deleter) Flush() {
+	d.mu.Lock()
+	batch := d.pending
+	d.pending = nil
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	d.mu.Unlock()
+	for len(batch) > 0 {
+		n := min(len(batch), queues.MaxBatch)
+		d.delete(batch[:n])
+		batch = batch[n:]
+	}
+}
+
+func (d *Deleter) delete(receipts []string) {
+	if len(receipts) == 0 {
+		return
+	}
+	// The work is written: delete even if the consumers are stopping, or the messages come back.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.q.Delete(ctx, receipts...); err != nil && !errors.Is(err, queues.ErrInvalidReceipt) {
+		d.log.Warn("delete messages", "queue", d.q.Name(), "messages", len(receipts), "err", err)
+	}
+}
+
+// Consumer consumes one queue: it receives up to Batch messages at a time with long polls and
+// hands each to a handler, one at a time, as consumers.Consume does, but deletes handled
+// messages through a Deleter, in batches. A message whose handler fails is left to come back
+// after its visibility timeout.
+type Consumer struct {
+	Queue   queues.Queue
+	Batch   int
+	Deleter *Deleter
+	Log     *slog.Logger
+	// KeepHidden, when set, is the queue's visibility timeout: while a handler runs, its message
+	// is hidden again for that long every third of it, so that slow work (the intake of a large
+	// job) is not handed to a second consumer. Handlers that extend their message themselves
+	// (consumers.Worker) leave it zero.
+	KeepHidden time.Duration
+}
+
+// Run consumes until ctx ends.
+func (c *Consumer) Run(ctx context.Context, h consumers.Handler) {
+	q, log := c.Queue, c.Log
+	for {
+		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: c.Batch, Wait: queues.MaxWait})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		for _, m := range msgs {
+			if err := c.handle(ctx, m, h); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				log.WarnContext(ctx, "message left for retry", "queue", q.Name(), "receive_count", m.ReceiveCount, "err", err)
+				continue
+			}
+			c.Deleter.Add(m.Receipt)
+		}
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, m queues.Message, h consumers.Handler) error {
+	if c.KeepHidden <= 0 {
+		return h(ctx, m)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(c.KeepHidden / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if err := c.Queue.ChangeVisibility(hctx, m.Receipt, c.KeepHidden); err != nil && hctx.Err() == nil {
+					c.Log.WarnContext(ctx, "extend visibility", "queue", c.Queue.Name(), "err", err)
+				}
+			}
+		}
+	}()
+	err := h(ctx, m)
+	cancel()
+	<-done
+	return err
+}

@@ -1,0 +1,145 @@
+# One role per function, each allowed what its code calls and no more, on this deployment's
+# resources only. Reads of objects come with s3:ListBucket on their bucket: without it S3 answers
+# a missing key with 403 instead of 404, and the engine tells a missing result or bundle from a
+# failure by that 404.
+locals {
+  internal_arn  = aws_s3_bucket.internal.arn
+  done_arn      = aws_s3_bucket.done.arn
+  table_arns    = [aws_dynamodb_table.orders.arn, "${aws_dynamodb_table.orders.arn}/index/*", aws_dynamodb_table.events.arn, "${aws_dynamodb_table.events.arn}/index/*"]
+  run_key_arn   = "arn:${local.partition}:ssm:${var.region}:${local.account_id}:parameter${local.run_key_prefix}/*"
+  order_queues  = [local.queue_arns["orders-lambda"], local.queue_arns["orders-codebuild"], local.queue_arns["orders-ssm"]]
+  table_reads   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+  table_writes  = concat(local.table_reads, ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"])
+  parameter_arn = "arn:${local.partition}:ssm:${var.region}:${local.account_id}:parameter"
+
+  webhook_secret_arns = compact([
+    "${local.parameter_arn}${var.webhook_secret_parameter}",
+    var.github_token_parameter == "" ? "" : "${local.parameter_arn}${var.github_token_parameter}",
+  ])
+
+  # Moving runs forward (engine.Finish, Finalize, Report; the sweeper's repairs): the tables,
+  # queueing woken orders, the done object, deleting the run's key.
+  moves_runs = [
+    { sid = "Tables", actions = local.table_writes, resources = local.table_arns },
+    { sid = "QueueOrders", actions = ["sqs:GetQueueUrl", "sqs:SendMessage"], resources = local.order_queues },
+    { sid = "WriteDone", actions = ["s3:PutObject"], resources = ["${local.done_arn}/*"] },
+    { sid = "DeleteRunKeys", actions = ["ssm:DeleteParameter"], resources = [local.run_key_arn] },
+    { sid = "ListInternal", actions = ["s3:ListBucket"], resources = [local.internal_arn] },
+  ]
+
+  function_statements = {
+    webhook = [
+      { sid = "ReadRuns", actions = local.table_reads, resources = local.table_arns },
+      # Accept stores the request, and removes it again when the intake queue refused it.
+      { sid = "Requests", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], resources = ["${local.internal_arn}/requests/*"] },
+      { sid = "ListInternal", actions = ["s3:ListBucket"], resources = [local.internal_arn] },
+      { sid = "ReadDone", actions = ["s3:GetObject"], resources = ["${local.done_arn}/*"] },
+      { sid = "ListDone", actions = ["s3:ListBucket"], resources = [local.done_arn] },
+      { sid = "QueueIntake", actions = ["sqs:GetQueueUrl", "sqs:SendMessage"], resources = [local.queue_arns["intake"]] },
+      { sid = "WebhookSecrets", actions = ["ssm:GetParameter"], resources = local.webhook_secret_arns },
+    ]
+    intake = concat(local.moves_runs, [
+      { sid = "Requests", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/requests/*"] },
+      { sid = "Bundles", actions = ["s3:PutObject", "s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
+      { sid = "RunKeys", actions = ["ssm:PutParameter", "ssm:GetParameter"], resources = [local.run_key_arn] },
+      { sid = "JobParameters", actions = ["ssm:GetParameter"], resources = ["${local.parameter_arn}${local.job_secret_parameter_prefix}/*"] },
+      { sid = "JobSecrets", actions = ["secretsmanager:GetSecretValue"], resources = ["arn:${local.partition}:secretsmanager:${var.region}:${local.account_id}:secret:${local.job_secret_name_prefix}*"] },
+      ], length(var.code_bucket_arns) == 0 ? [] : [
+      { sid = "JobCode", actions = ["s3:GetObject"], resources = [for b in var.code_bucket_arns : "${b}/*"] },
+    ])
+    worker = [
+      { sid = "ClaimOrders", actions = local.table_writes, resources = local.table_arns },
+      { sid = "Bundles", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
+      # The worker presigns its own result URL, and stores the log.
+      { sid = "Results", actions = ["s3:PutObject"], resources = ["${local.internal_arn}/callbacks/*", "${local.internal_arn}/logs/*"] },
+      { sid = "ListInternal", actions = ["s3:ListBucket"], resources = [local.internal_arn] },
+      { sid = "RunKeys", actions = ["ssm:GetParameter"], resources = [local.run_key_arn] },
+    ]
+    launcher = concat(local.moves_runs, [
+      # Presigned URLs carry the signer's rights: GET of the bundle, PUT of the result and log.
+      { sid = "Bundles", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
+      { sid = "Results", actions = ["s3:PutObject"], resources = ["${local.internal_arn}/callbacks/*", "${local.internal_arn}/logs/*"] },
+      { sid = "StartBuilds", actions = ["codebuild:StartBuild"], resources = [aws_codebuild_project.worker.arn] },
+      { sid = "SendCommands", actions = ["ssm:SendCommand"], resources = [
+        aws_ssm_document.run_commands.arn,
+        "arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*",
+        "arn:${local.partition}:ssm:${var.region}:${local.account_id}:managed-instance/*",
+      ] },
+    ])
+    orchestrator = concat(local.moves_runs, [
+      { sid = "ReadResults", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/callbacks/*"] },
+    ])
+    deadletters = concat(local.moves_runs, [
+      { sid = "Requests", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/requests/*"] },
+    ])
+    sweeper = concat(local.moves_runs, [
+      { sid = "ReadResults", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/callbacks/*"] },
+    ])
+  }
+}
+
+data "aws_iam_policy_document" "lambda_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${var.prefix}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+}
+
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  # The event source mappings poll with the function's role; the code looks its queues up by name.
+  dynamic "statement" {
+    for_each = length(each.value.queues) == 0 ? [] : [each.value.queues]
+    content {
+      sid       = "ConsumeQueues"
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      resources = [for q in statement.value : local.queue_arns[q]]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.function_statements[each.key]
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+  name     = "${var.prefix}-${each.key}"
+  role     = aws_iam_role.function[each.key].id
+  policy   = data.aws_iam_policy_document.function[each.key].json
+}
+
+# Lambda orders' commands run with the worker function's role, codebuild orders' with the
+# project's: whatever the orders do in AWS (a terraform apply) comes from these attachments.
+resource "aws_iam_role_policy_attachment" "worker_orders" {
+  for_each   = toset(var.order_policy_arns)
+  role       = aws_iam_role.function["worker"].name
+  policy_arn = each.value
+}
+
+resource "aws_iam_role_policy_attachment" "codebuild_orders" {
+  for_each   = toset(var.order_policy_arns)
+  role       = aws_iam_role.codebuild.name
+  policy_arn = each.value
+}

@@ -1,0 +1,20 @@
+terraform {
+  required_version = ">= 1.5.0"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 7.0"
+    }
+  }
+  # The backend is in backend.tf, written by scripts/generate_backend.sh from 00-bootstrap's
+  # outputs.
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = merge(var.tags, {
+      "iac-ci:stack" = "${var.prefix}-02-deploy"
+    })
+  }
+}
