@@ -96,7 +96,7 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 		return fmt.Errorf("listen on %s: %w", o.Addr, err)
 	}
 	s := &System{Opts: o, BaseURL: "http://" + listener.Addr().String(), listener: listener}
-	doneURL := func(runID string) string { return s.BaseURL + "/done/" + url.PathEscape(runID) }
+	doneURL := func(runID string) string { return s.PublicBaseURL() + "/done/" + url.PathEscape(runID) }
 	e := b.Engine(o.Log, doneURL)
 	e.Watchers, e.Finishers = o.Watchers, o.Finishers
 	s.Engine = e
