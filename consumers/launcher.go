@@ -146,11 +146,8 @@ func (l *Launcher) Handle(ctx context.Context, m queues.Message) error {
 // fails it; an error is a passing problem of the ports.
 func (l *Launcher) prepare(ctx context.Context, o domain.OrderRecord) (Launch, string, error) {
 	e := l.Engine
-	run, err := e.Store.GetRun(ctx, o.RunID)
-	if err != nil {
-		return Launch{}, "", fmt.Errorf("read run: %w", err)
-	}
-	expiry := attemptExpiry(o, run)
+	expiry := AttemptExpiry(o)
+	var err error
 	launch := Launch{
 		RunID: o.RunID, TraceID: o.TraceID, OrderName: o.OrderName, OrderNum: o.OrderNum, Attempt: o.Attempt,
 		Timeout: o.Timeout, Delivery: e.GracePeriod(),
@@ -195,12 +192,11 @@ func (l *Launcher) prepare(ctx context.Context, o domain.OrderRecord) (Launch, s
 	return launch, "", nil
 }
 
-// attemptExpiry is how long an attempt's presigned URLs live: the order's timeout plus
-// domain.PresignMargin, or the job's presign_expiry when the caller asked for longer (as
-// PrepareTask does for local workers).
-func attemptExpiry(o domain.OrderRecord, run domain.Run) time.Duration {
+// AttemptExpiry is how long an attempt's presigned URLs live: the order's timeout plus
+// domain.PresignMargin, or the job's presign_expiry when the caller asked for longer.
+func AttemptExpiry(o domain.OrderRecord) time.Duration {
 	expiry := time.Duration(o.Timeout)*time.Second + domain.PresignMargin*time.Second
-	if p := time.Duration(run.PresignExpiry) * time.Second; p > expiry {
+	if p := time.Duration(o.PresignExpiry) * time.Second; p > expiry {
 		expiry = p
 	}
 	return expiry

@@ -109,15 +109,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 // presigned URL for its result and a place for its log. A bundle or key that is gone is not an
 // error: the task then fails the attempt with a reason, so the run still ends.
 func PrepareTask(ctx context.Context, e *engine.Engine, o domain.OrderRecord, workRoot string, baseEnv []string) (Task, error) {
-	run, err := e.Store.GetRun(ctx, o.RunID)
-	if err != nil {
-		return Task{}, fmt.Errorf("read run: %w", err)
-	}
-	expiry := time.Duration(o.Timeout)*time.Second + domain.PresignMargin*time.Second
-	if p := time.Duration(run.PresignExpiry) * time.Second; p > expiry {
-		expiry = p
-	}
-	callback, err := e.Blobs.PresignPut(ctx, blobs.ResultKey(o.RunID, o.OrderNum, o.Attempt), expiry)
+	callback, err := e.Blobs.PresignPut(ctx, blobs.ResultKey(o.RunID, o.OrderNum, o.Attempt), AttemptExpiry(o))
 	if err != nil {
 		return Task{}, fmt.Errorf("presign result: %w", err)
 	}

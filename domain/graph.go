@@ -18,15 +18,16 @@ func Plan(j Job, runID, traceID string) ([]OrderRecord, error) {
 	records := make([]OrderRecord, len(j.Orders))
 	for i, o := range j.Orders {
 		records[i] = OrderRecord{
-			RunID:       runID,
-			OrderNum:    i + 1,
-			TraceID:     traceID,
-			OrderName:   o.OrderName,
-			QueueID:     o.QueueID,
-			Target:      o.ExecutionTarget,
-			MustSucceed: o.Succeed(),
-			Timeout:     o.Timeout,
-			Status:      OrderWaiting,
+			RunID:         runID,
+			OrderNum:      i + 1,
+			TraceID:       traceID,
+			OrderName:     o.OrderName,
+			QueueID:       o.QueueID,
+			Target:        o.ExecutionTarget,
+			MustSucceed:   o.Succeed(),
+			PresignExpiry: j.PresignExpiry,
+			Timeout:       o.Timeout,
+			Status:        OrderWaiting,
 		}
 		for _, d := range edges[i] {
 			records[i].Deps = append(records[i].Deps, d+1)

@@ -27,10 +27,10 @@ func TestPlanDiamond(t *testing.T) {
 		t.Fatalf("Plan: %v", err)
 	}
 	want := []OrderRecord{
-		{RunID: "run-1", OrderNum: 1, TraceID: "trace-1", OrderName: "fetch", QueueID: "fetch", Target: TargetCodeBuild, MustSucceed: true, Timeout: 60, Dependents: []int{2, 3}, Status: OrderWaiting},
-		{RunID: "run-1", OrderNum: 2, TraceID: "trace-1", OrderName: "plan-net", QueueID: "plan-net", Target: TargetLambda, MustSucceed: true, Timeout: 600, Deps: []int{1}, Dependents: []int{4}, Status: OrderWaiting},
-		{RunID: "run-1", OrderNum: 3, TraceID: "trace-1", OrderName: "plan-app", QueueID: "plan-app", Target: TargetCodeBuild, MustSucceed: false, Timeout: 600, Deps: []int{1}, Dependents: []int{4}, Status: OrderWaiting},
-		{RunID: "run-1", OrderNum: 4, TraceID: "trace-1", OrderName: "apply", QueueID: "deploy", Target: TargetCodeBuild, MustSucceed: true, Timeout: 1800, Deps: []int{2, 3}, Status: OrderWaiting},
+		{RunID: "run-1", OrderNum: 1, TraceID: "trace-1", OrderName: "fetch", QueueID: "fetch", Target: TargetCodeBuild, MustSucceed: true, Timeout: 60, PresignExpiry: 7200, Dependents: []int{2, 3}, Status: OrderWaiting},
+		{RunID: "run-1", OrderNum: 2, TraceID: "trace-1", OrderName: "plan-net", QueueID: "plan-net", Target: TargetLambda, MustSucceed: true, Timeout: 600, PresignExpiry: 7200, Deps: []int{1}, Dependents: []int{4}, Status: OrderWaiting},
+		{RunID: "run-1", OrderNum: 3, TraceID: "trace-1", OrderName: "plan-app", QueueID: "plan-app", Target: TargetCodeBuild, MustSucceed: false, Timeout: 600, PresignExpiry: 7200, Deps: []int{1}, Dependents: []int{4}, Status: OrderWaiting},
+		{RunID: "run-1", OrderNum: 4, TraceID: "trace-1", OrderName: "apply", QueueID: "deploy", Target: TargetCodeBuild, MustSucceed: true, Timeout: 1800, PresignExpiry: 7200, Deps: []int{2, 3}, Status: OrderWaiting},
 	}
 	if !reflect.DeepEqual(records, want) {
 		t.Fatalf("Plan:\ngot  %+v\nwant %+v", records, want)

@@ -34,18 +34,22 @@ type Run struct {
 // OrderRecord is the stored state of one order of a run. It holds nothing secret: commands,
 // environment and code live in the order's sealed bundle.
 type OrderRecord struct {
-	RunID       string      `json:"run_id"`
-	OrderNum    int         `json:"order_num"` // 1-based position in the job
-	TraceID     string      `json:"trace_id"`
-	OrderName   string      `json:"order_name"`
-	QueueID     string      `json:"queue_id"`
-	Target      Target      `json:"execution_target"`
-	MustSucceed bool        `json:"must_succeed"`
-	Timeout     int         `json:"timeout"`              // seconds
-	Deps        []int       `json:"deps,omitempty"`       // order numbers this order waits for
-	Dependents  []int       `json:"dependents,omitempty"` // order numbers waiting for this one
-	Status      OrderStatus `json:"status"`
-	Attempt     int         `json:"attempt"` // claims so far; 0 until a worker claims it
+	RunID       string `json:"run_id"`
+	OrderNum    int    `json:"order_num"` // 1-based position in the job
+	TraceID     string `json:"trace_id"`
+	OrderName   string `json:"order_name"`
+	QueueID     string `json:"queue_id"`
+	Target      Target `json:"execution_target"`
+	MustSucceed bool   `json:"must_succeed"`
+	Timeout     int    `json:"timeout"` // seconds
+	// PresignExpiry is the job's presign_expiry, in seconds: an attempt's URLs live this long, or
+	// the order's timeout plus domain.PresignMargin when that is longer. Kept on the order so that
+	// claiming it needs no read of the run.
+	PresignExpiry int         `json:"presign_expiry,omitempty"`
+	Deps          []int       `json:"deps,omitempty"`       // order numbers this order waits for
+	Dependents    []int       `json:"dependents,omitempty"` // order numbers waiting for this one
+	Status        OrderStatus `json:"status"`
+	Attempt       int         `json:"attempt"` // claims so far; 0 until a worker claims it
 	// DueAt is when the sweeper should next look at the order: for waiting and queued orders a
 	// re-check time, for running ones the deadline. Zero once terminal.
 	DueAt      time.Time `json:"due_at,omitzero"`

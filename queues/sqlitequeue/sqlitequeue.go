@@ -239,7 +239,7 @@ func (q *queue) Send(ctx context.Context, msgs ...queues.Outgoing) error {
 	err := q.broker.inTx(ctx, func(tx *sql.Tx) error {
 		insert := tx.StmtContext(ctx, q.broker.stmts.insert)
 		for _, m := range msgs {
-			if _, err := insert.ExecContext(ctx, q.spec.Name, m.Body, now.UnixMilli(), now.Add(m.Delay).UnixMilli()); err != nil {
+			if _, err := insert.ExecContext(ctx, q.spec.Name, m.Body, now.UnixMilli(), visibleAt(now, m.Delay)); err != nil {
 				return err
 			}
 		}
@@ -322,7 +322,7 @@ func (q *queue) receiveOnce(ctx context.Context, limit int, visibility time.Dura
 			}
 		}
 		rows, err := tx.StmtContext(ctx, q.broker.stmts.receive).QueryContext(ctx,
-			now.Add(visibility).UnixMilli(), q.spec.Name, nowMs, limit)
+			visibleAt(now, visibility), q.spec.Name, nowMs, limit)
 		if err != nil {
 			return err
 		}
@@ -409,7 +409,7 @@ func (q *queue) ChangeVisibility(ctx context.Context, receipt string, d time.Dur
 	var n int64
 	err := q.broker.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, q.broker.stmts.changeVisibility).ExecContext(ctx,
-			q.broker.now().Add(d).UnixMilli(), seq, q.spec.Name, token)
+			visibleAt(q.broker.now(), d), seq, q.spec.Name, token)
 		if err != nil {
 			return err
 		}
@@ -462,4 +462,16 @@ func (s *signal) broadcast() {
 		close(s.ch)
 		s.ch = nil
 	}
+}
+
+// visibleAt is when a message hidden for d from now shows again, in unix milliseconds. A
+// positive d is rounded up, so a message is never shown before its time (times are compared at
+// millisecond precision); zero means at once.
+func visibleAt(now time.Time, d time.Duration) int64 {
+	t := now.Add(d)
+	ms := t.UnixMilli()
+	if d > 0 && time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
 }

@@ -143,6 +143,7 @@ func orderItem(o domain.OrderRecord, shards int) item {
 	it.s(attrTarget, string(o.Target))
 	it.b(attrMustSucceed, o.MustSucceed)
 	it.n(attrTimeout, int64(o.Timeout))
+	it.n(attrPresignExpiry, int64(o.PresignExpiry))
 	it.ints(attrDeps, o.Deps)
 	it.ints(attrDependents, o.Dependents)
 	it.s(attrStatus, string(o.Status))
@@ -308,25 +309,26 @@ func (r *reader) ints(name string) []int {
 func decodeOrder(it map[string]types.AttributeValue) (domain.OrderRecord, error) {
 	r := reader{it: it}
 	o := domain.OrderRecord{
-		RunID:       r.s(attrRunID),
-		OrderNum:    r.i(attrOrderNum),
-		TraceID:     r.s(attrTraceID),
-		OrderName:   r.s(attrOrderName),
-		QueueID:     r.s(attrQueueID),
-		Target:      domain.Target(r.s(attrTarget)),
-		MustSucceed: r.b(attrMustSucceed),
-		Timeout:     r.i(attrTimeout),
-		Deps:        r.ints(attrDeps),
-		Dependents:  r.ints(attrDependents),
-		Status:      domain.OrderStatus(r.s(attrStatus)),
-		Attempt:     r.i(attrAttempt),
-		DueAt:       r.t(attrDueAt),
-		QueuedAt:    r.t(attrQueuedAt),
-		StartedAt:   r.t(attrStartedAt),
-		FinishedAt:  r.t(attrFinishedAt),
-		Reason:      r.s(attrReason),
-		LogKey:      r.s(attrLogKey),
-		LogTail:     r.s(attrLogTail),
+		RunID:         r.s(attrRunID),
+		OrderNum:      r.i(attrOrderNum),
+		TraceID:       r.s(attrTraceID),
+		OrderName:     r.s(attrOrderName),
+		QueueID:       r.s(attrQueueID),
+		Target:        domain.Target(r.s(attrTarget)),
+		MustSucceed:   r.b(attrMustSucceed),
+		Timeout:       r.i(attrTimeout),
+		PresignExpiry: r.i(attrPresignExpiry),
+		Deps:          r.ints(attrDeps),
+		Dependents:    r.ints(attrDependents),
+		Status:        domain.OrderStatus(r.s(attrStatus)),
+		Attempt:       r.i(attrAttempt),
+		DueAt:         r.t(attrDueAt),
+		QueuedAt:      r.t(attrQueuedAt),
+		StartedAt:     r.t(attrStartedAt),
+		FinishedAt:    r.t(attrFinishedAt),
+		Reason:        r.s(attrReason),
+		LogKey:        r.s(attrLogKey),
+		LogTail:       r.s(attrLogTail),
 	}
 	if r.has(attrExitCode) {
 		code := r.i(attrExitCode)
