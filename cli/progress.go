@@ -22,14 +22,15 @@ type progress struct {
 	w        io.Writer
 	enabled  bool
 	terminal bool
-	seen     map[int]string // order number → last status shown
+	targets  map[string]domain.Target // order name → target, for the lines
+	printed  int                      // events of the run's history printed so far
 	runSeen  domain.RunStatus
 	drawn    int // lines of the last drawn table
 	started  time.Time
 }
 
 func newProgress(w io.Writer, enabled, terminal bool) *progress {
-	return &progress{w: w, enabled: enabled, terminal: terminal, seen: map[int]string{}, started: time.Now()}
+	return &progress{w: w, enabled: enabled, terminal: terminal, targets: map[string]domain.Target{}, started: time.Now()}
 }
 
 func (p *progress) start(a producers.Accepted) {
@@ -38,32 +39,37 @@ func (p *progress) start(a producers.Accepted) {
 	}
 }
 
-func (p *progress) update(v producers.RunView) {
+// events prints, one line each, the state changes of the run's history not printed yet.
+func (p *progress) events(events []domain.Event) {
+	for _, ev := range events[min(p.printed, len(events)):] {
+		if ev.Type != domain.EventOrderState {
+			continue
+		}
+		line := fmt.Sprintf("%7.2fs  %-24s %-10s %s", ev.Time.Sub(p.started).Seconds(), ev.OrderName, p.targets[ev.OrderName], ev.Status)
+		if ev.Details != "" {
+			line += ": " + ev.Details
+		}
+		fmt.Fprintln(p.w, line)
+	}
+	p.printed = max(p.printed, len(events))
+}
+
+// update shows the run: on a terminal by redrawing its table, elsewhere by printing the state
+// changes in events not printed yet.
+func (p *progress) update(v producers.RunView, events []domain.Event) {
 	if !p.enabled {
 		return
+	}
+	for _, o := range v.Orders {
+		p.targets[o.OrderName] = o.Target
 	}
 	if p.terminal {
 		p.redraw(v)
 		return
 	}
-	elapsed := time.Since(p.started).Seconds()
-	for _, o := range v.Orders {
-		state := fmt.Sprintf("%s/%d", o.Status, o.Attempt)
-		if p.seen[o.OrderNum] == state {
-			continue
-		}
-		p.seen[o.OrderNum] = state
-		line := fmt.Sprintf("%7.2fs  %-24s %-10s %s", elapsed, o.OrderName, o.Target, o.Status)
-		if o.Attempt > 1 {
-			line += fmt.Sprintf(" (attempt %d)", o.Attempt)
-		}
-		if o.Status.Terminal() && o.Reason != "" {
-			line += ": " + o.Reason
-		}
-		fmt.Fprintln(p.w, line)
-	}
+	p.events(events)
 	if v.Status != p.runSeen && v.Status.Terminal() {
-		fmt.Fprintf(p.w, "%7.2fs  run %s\n", elapsed, v.Status)
+		fmt.Fprintf(p.w, "%7.2fs  run %s\n", time.Since(p.started).Seconds(), v.Status)
 	}
 	p.runSeen = v.Status
 }

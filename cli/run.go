@@ -110,20 +110,24 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	}
 	progress := newProgress(stdout, !*asJSON, isTerminal(stdout))
 	progress.start(acc)
-	// The run's record is cheap to read and says when it is done; the whole list of orders is read
-	// for the progress display at most every refresh, so a run of a thousand orders does not read
-	// a thousand records on every change.
+	// The run's record is cheap to read and says when it is done. The progress display reads more
+	// (the run's history, or its orders for the table) at most every refresh, so a run of a
+	// thousand orders does not read a thousand records on every change.
 	const refresh = 200 * time.Millisecond
 	var view producers.RunView
 	var shown time.Time
 	for {
 		run, err := sys.Engine.Store.GetRun(ctx, acc.RunID)
 		if err == nil && (run.Reported || (progress.enabled && time.Since(shown) >= refresh)) {
+			shown = time.Now()
+			var events []domain.Event
+			if progress.enabled && !progress.terminal {
+				events, _ = sys.Engine.Store.ListEvents(ctx, run.TraceID)
+			}
 			orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
 			if lerr == nil {
 				view = producers.ViewOf(run, orders)
-				progress.update(view)
-				shown = time.Now()
+				progress.update(view, events)
 				if run.Reported {
 					break
 				}
