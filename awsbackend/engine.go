@@ -1,6 +1,8 @@
 package awsbackend
 
 import (
+	"time"
+
 	"log/slog"
 	"path/filepath"
 
@@ -16,8 +18,14 @@ func (b *Backend) Engine(log *slog.Logger, doneURL func(runID string) string) *e
 	return &engine.Engine{
 		Store: NewGroupedEvents(b.Store), Queues: b.Queues, Blobs: b.Internal, Done: b.Done,
 		Keys: NewRunKeyCache(b.Keys), Log: log, DoneURL: doneURL,
+		// A CodeBuild build or an SSM command starts some time after its order is claimed
+		// (provisioning, queueing), so the sweeper waits longer past the timeout than embedded.
+		Grace: LaunchGrace,
 	}
 }
+
+// LaunchGrace is how long past an order's timeout the sweeper waits for its result on AWS.
+const LaunchGrace = 5 * time.Minute
 
 // Accepter returns the producers' accepter on the backend: requests go to the internal bucket
 // and the intake queue, and jobs are held to what AWS can run (no local_path, no env: secrets).

@@ -133,6 +133,7 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	}
 	task.WorkRoot = in.workDir
 
+	task.DeliverAfterCancel = 30 * time.Second // stopped by CodeBuild or SSM: still say why
 	res, err := consumers.Execute(ctx, task)
 	if err != nil {
 		return fmt.Errorf("worker: order %04d attempt %d ended %s, but its result could not be delivered: %w", orderNum, attempt, res.Status, err)

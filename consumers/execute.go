@@ -57,6 +57,11 @@ type Task struct {
 	Log     *slog.Logger
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
+	// DeliverAfterCancel, when positive, still delivers the result (and log) for that long once
+	// ctx ends: a CodeBuild build or an instance being stopped reports why the order failed
+	// instead of leaving it to the sweeper's timeout. Zero stops at once, as the embedded engine
+	// wants: its own server is stopping too, and the order's message comes back on restart.
+	DeliverAfterCancel time.Duration
 }
 
 // Execute runs one attempt of an order and delivers its result to the task's callback URL: it
@@ -74,6 +79,11 @@ func Execute(ctx context.Context, t Task) (domain.Result, error) {
 	masker := masking.New(t.CallbackURL)
 	logText := run(ctx, t, &res, &masker)
 
+	if ctx.Err() != nil && t.DeliverAfterCancel > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), t.DeliverAfterCancel)
+		defer cancel()
+	}
 	masked := []byte(masker.String(string(logText)))
 	res.LogTail = tail(masked, TailBytes)
 	res.FinishedAt = time.Now().UTC()
