@@ -101,16 +101,19 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}
+	var ready []domain.OrderRecord
 	for _, o := range orders {
 		switch {
 		case o.Status == domain.OrderWaiting && len(o.Deps) == 0:
-			err = e.Enqueue(ctx, o)
+			ready = append(ready, o)
 		case o.Status.Terminal(): // failed at intake: its dependents may have to be skipped
-			err = e.WakeDependents(ctx, o)
+			if err := e.WakeDependents(ctx, o); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
-		}
+	}
+	if err := e.EnqueueAll(ctx, ready); err != nil {
+		return err
 	}
 	crashpoint.Hit("intake.enqueued")
 	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunRunning})
