@@ -138,24 +138,7 @@ func (e *Engine) RunEvent(ctx context.Context, run domain.Run, typ, status, deta
 // no longer waiting (someone else moved it). A crash between the move and the send is repaired by
 // the sweeper, which re-sends orders queued for longer than RequeueAfter.
 func (e *Engine) Enqueue(ctx context.Context, o domain.OrderRecord) error {
-	now := e.now()
-	err := e.Store.UpdateOrder(ctx, store.OrderChange{
-		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt,
-		To: domain.OrderQueued, DueAt: now.Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)), QueuedAt: now,
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("queue order %s: %w", o.OrderName, err)
-	}
-	crashpoint.Hit("enqueue.moved")
-	e.event(ctx, o, string(domain.OrderQueued), "")
-	if err := e.send(ctx, o); err != nil {
-		return err
-	}
-	e.changed(o.RunID)
-	return nil
+	return e.EnqueueAll(ctx, []domain.OrderRecord{o})
 }
 
 // EnqueueAll is Enqueue for many orders at once, as intake queues a run's first orders: each
