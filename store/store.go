@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
@@ -94,4 +95,25 @@ type Store interface {
 	AppendEvents(ctx context.Context, events ...domain.Event) error
 	// ListEvents returns a trace's events by Epoch, then OrderName, then Type.
 	ListEvents(ctx context.Context, traceID string) ([]domain.Event, error)
+}
+
+// CheckRun refuses a run and orders that CreateRun cannot insert as one run: an empty run id, an
+// order of another run, an order number below 1 or repeated. Adapters call it first.
+func CheckRun(run domain.Run, orders []domain.OrderRecord) error {
+	if run.RunID == "" {
+		return errors.New("empty run id")
+	}
+	seen := make(map[int]bool, len(orders))
+	for _, o := range orders {
+		switch {
+		case o.RunID != run.RunID:
+			return fmt.Errorf("order %d belongs to run %q", o.OrderNum, o.RunID)
+		case o.OrderNum < 1:
+			return fmt.Errorf("order number %d is not positive", o.OrderNum)
+		case seen[o.OrderNum]:
+			return fmt.Errorf("order number %d appears twice", o.OrderNum)
+		}
+		seen[o.OrderNum] = true
+	}
+	return nil
 }

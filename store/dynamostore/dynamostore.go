@@ -23,7 +23,6 @@ package dynamostore
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -169,7 +168,7 @@ func pause(ctx context.Context, attempt int) error {
 // the sweeper re-enqueues them, so the run still ends.
 func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) error {
 	op := "create run " + run.RunID
-	if err := checkOrders(run, orders); err != nil {
+	if err := store.CheckRun(run, orders); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	e := newExpr()
@@ -204,26 +203,6 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 		return storeError(op, err)
 	}
 	return nil // created, or created by a concurrent intake in the meantime
-}
-
-// checkOrders refuses orders that do not belong to the run, or that repeat a number.
-func checkOrders(run domain.Run, orders []domain.OrderRecord) error {
-	if run.RunID == "" {
-		return errors.New("empty run id")
-	}
-	seen := make(map[int]bool, len(orders))
-	for _, o := range orders {
-		switch {
-		case o.RunID != run.RunID:
-			return fmt.Errorf("order %d belongs to run %q", o.OrderNum, o.RunID)
-		case o.OrderNum < 1:
-			return fmt.Errorf("order number %d is not positive", o.OrderNum)
-		case seen[o.OrderNum]:
-			return fmt.Errorf("order number %d appears twice", o.OrderNum)
-		}
-		seen[o.OrderNum] = true
-	}
-	return nil
 }
 
 // batchWrite writes requests 25 at a time, re-sending what DynamoDB leaves unprocessed.

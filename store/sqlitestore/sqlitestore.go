@@ -165,7 +165,7 @@ func boolInt(b bool) int {
 // exists.
 func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) (err error) {
 	op := "create run " + run.RunID
-	if err := checkOrders(run, orders); err != nil {
+	if err := store.CheckRun(run, orders); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	runJSON, err := json.Marshal(run)
@@ -216,26 +216,6 @@ func dueAt(o domain.OrderRecord) any {
 		return nil
 	}
 	return millis(o.DueAt)
-}
-
-// checkOrders refuses orders that do not belong to the run, or that repeat a number.
-func checkOrders(run domain.Run, orders []domain.OrderRecord) error {
-	if run.RunID == "" {
-		return errors.New("empty run id")
-	}
-	seen := make(map[int]bool, len(orders))
-	for _, o := range orders {
-		switch {
-		case o.RunID != run.RunID:
-			return fmt.Errorf("order %d belongs to run %q", o.OrderNum, o.RunID)
-		case o.OrderNum < 1:
-			return fmt.Errorf("order number %d is not positive", o.OrderNum)
-		case seen[o.OrderNum]:
-			return fmt.Errorf("order number %d appears twice", o.OrderNum)
-		}
-		seen[o.OrderNum] = true
-	}
-	return nil
 }
 
 // GetRun returns a run.
@@ -335,22 +315,27 @@ func (s *Store) DueOrders(ctx context.Context, now time.Time, limit int) ([]doma
 }
 
 func (s *Store) queryOrders(ctx context.Context, op, q string, args ...any) ([]domain.OrderRecord, error) {
+	return queryRecords[domain.OrderRecord](ctx, s, op, q, args...)
+}
+
+// queryRecords runs a query whose one column is a JSON record, and decodes each row.
+func queryRecords[T any](ctx context.Context, s *Store, op, q string, args ...any) ([]T, error) {
 	rows, err := s.stmt(ctx, nil, q).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, storeError(op, err)
 	}
 	defer rows.Close()
-	var out []domain.OrderRecord
+	var out []T
 	for rows.Next() {
 		var raw []byte
-		var o domain.OrderRecord
+		var rec T
 		if err := rows.Scan(&raw); err != nil {
 			return nil, storeError(op, err)
 		}
-		if err := json.Unmarshal(raw, &o); err != nil {
+		if err := json.Unmarshal(raw, &rec); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
-		out = append(out, o)
+		out = append(out, rec)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, storeError(op, err)
@@ -587,26 +572,5 @@ func (s *Store) AppendEvents(ctx context.Context, events ...domain.Event) (err e
 
 // ListEvents returns a trace's events by Epoch, OrderName, Type.
 func (s *Store) ListEvents(ctx context.Context, traceID string) ([]domain.Event, error) {
-	op := "list events " + traceID
-	rows, err := s.stmt(ctx, nil, sqlListEvents).QueryContext(ctx, traceID)
-	if err != nil {
-		return nil, storeError(op, err)
-	}
-	defer rows.Close()
-	var out []domain.Event
-	for rows.Next() {
-		var raw []byte
-		var e domain.Event
-		if err := rows.Scan(&raw); err != nil {
-			return nil, storeError(op, err)
-		}
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, storeError(op, err)
-	}
-	return out, nil
+	return queryRecords[domain.Event](ctx, s, "list events "+traceID, sqlListEvents, traceID)
 }
