@@ -25,13 +25,18 @@ func (s identityService) Decrypt(_ context.Context, req *keyservice.DecryptReque
 	if ak == nil {
 		return nil, errNotAge
 	}
-	mk := sopsage.MasterKey{Recipient: ak.GetRecipient(), EncryptedKey: string(req.GetCiphertext())}
-	s.ids.ApplyToMasterKey(&mk)
-	plain, err := mk.Decrypt()
+	plain, err := unwrap(s.ids, ak.GetRecipient(), req.GetCiphertext())
 	if err != nil {
 		return nil, err
 	}
 	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+}
+
+// unwrap decrypts a data key wrapped for recipient (an armored age file) with ids.
+func unwrap(ids sopsage.ParsedIdentities, recipient string, wrapped []byte) ([]byte, error) {
+	mk := sopsage.MasterKey{Recipient: recipient, EncryptedKey: string(wrapped)}
+	ids.ApplyToMasterKey(&mk)
+	return mk.Decrypt()
 }
 
 func (s identityService) Encrypt(context.Context, *keyservice.EncryptRequest, ...grpc.CallOption) (*keyservice.EncryptResponse, error) {

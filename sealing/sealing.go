@@ -5,9 +5,13 @@
 // encrypted, and the "sops" metadata lists the age recipients and the MAC. Anyone holding one of
 // the recipients' identities can open it with the sops command (`SOPS_AGE_KEY=... sops -d`).
 //
-// Open never reads identities from the process environment or the disk: it uses only the
-// identity it is given, so many runs can open their bundles at once. No error of this package
-// contains a value of the environment or an identity.
+// A Sealer seals many documents for the same recipients with one wrapped data key, and an
+// Opener opens many documents keeping the data keys it unwrapped: wrapping and unwrapping (age's
+// X25519) are most of the cost of Seal and Open.
+//
+// Open (and an Opener) never reads identities from the process environment or the disk: it uses
+// only the identity it is given, so many runs can open their bundles at once. No error of this
+// package contains a value of the environment or an identity.
 //
 // This is the only package of iac-ci that imports SOPS, which is slow to compile; keep it so.
 package sealing
@@ -66,8 +70,39 @@ func NewKey() (Key, error) {
 const everyKey = "^"
 
 // Seal encrypts env for every recipient (age public keys); any one recipient's identity opens
-// the result. Variables are written in name order.
+// the result. Variables are written in name order. It wraps a fresh data key for this document
+// alone: to seal many documents for the same recipients, use a Sealer.
 func Seal(env map[string]string, recipients ...string) ([]byte, error) {
+	s, err := NewSealer(recipients...)
+	if err != nil {
+		return nil, err
+	}
+	return s.Seal(env)
+}
+
+// Sealer seals documents for a fixed set of recipients with one SOPS data key, generated and
+// wrapped for the recipients once, in NewSealer. Each document it makes is a standard SOPS
+// document on its own (its metadata carries the wrapped data key; its values get fresh IVs and
+// it gets its own MAC), but wrapping the key is the costly part of sealing (age's X25519), and a
+// Sealer does it once instead of once per document.
+//
+// Every document of one Sealer shares its data key: whoever can open one of them can open all
+// of them, and the data key of one opened document decrypts the values of every other. Use one
+// Sealer only for documents meant for exactly the same recipients — such as the orders of one
+// run that add no sops_key of their own — and a Sealer of its own for a document that one more
+// recipient may open.
+//
+// A Sealer is safe for concurrent use.
+type Sealer struct {
+	dataKey []byte
+	// wrapped holds each recipient with the data key wrapped for it; Seal copies them into each
+	// document's metadata, never handing these out.
+	wrapped []sopsage.MasterKey
+}
+
+// NewSealer validates the recipients (age public keys) as Seal does, generates one data key and
+// wraps it for every recipient.
+func NewSealer(recipients ...string) (*Sealer, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("seal: at least one recipient is needed")
 	}
@@ -83,7 +118,37 @@ func Seal(env map[string]string, recipients ...string) ([]byte, error) {
 		}
 		group = append(group, mk)
 	}
+	// The same step as `sops encrypt` (cmd/sops/encrypt.go in github.com/getsops/sops/v3): a
+	// random data key wrapped for each recipient. Wrapping needs only public keys, so sops's
+	// local key service serves.
+	tree := sops.Tree{Metadata: sops.Metadata{KeyGroups: []sops.KeyGroup{group}}}
+	dataKey, errs := tree.GenerateDataKey()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("seal: wrap data key: %w", errors.Join(errs...))
+	}
+	s := &Sealer{dataKey: dataKey, wrapped: make([]sopsage.MasterKey, len(group))}
+	for i, k := range group {
+		mk := k.(*sopsage.MasterKey)
+		if mk.EncryptedKey == "" {
+			return nil, fmt.Errorf("seal: recipient %d: the data key was not wrapped", i+1)
+		}
+		s.wrapped[i] = sopsage.MasterKey{Recipient: mk.Recipient, EncryptedKey: mk.EncryptedKey}
+	}
+	return s, nil
+}
 
+// Recipients returns the recipients s seals for, in the order NewSealer was given them.
+func (s *Sealer) Recipients() []string {
+	rs := make([]string, len(s.wrapped))
+	for i, k := range s.wrapped {
+		rs[i] = k.Recipient
+	}
+	return rs
+}
+
+// Seal encrypts env with the Sealer's data key into a document that any of its recipients'
+// identities opens. Variables are written in name order.
+func (s *Sealer) Seal(env map[string]string) ([]byte, error) {
 	names := make([]string, 0, len(env))
 	for name := range env {
 		switch name {
@@ -99,6 +164,10 @@ func Seal(env map[string]string, recipients ...string) ([]byte, error) {
 	for _, name := range names {
 		branch = append(branch, sops.TreeItem{Key: name, Value: env[name]})
 	}
+	group := make(sops.KeyGroup, len(s.wrapped))
+	for i, k := range s.wrapped {
+		group[i] = &sopsage.MasterKey{Recipient: k.Recipient, EncryptedKey: k.EncryptedKey}
+	}
 
 	tree := sops.Tree{
 		Branches: sops.TreeBranches{branch},
@@ -108,22 +177,17 @@ func Seal(env map[string]string, recipients ...string) ([]byte, error) {
 			Version:        version.Version,
 		},
 	}
-	// The same steps as `sops encrypt` (cmd/sops/encrypt.go and common.EncryptTree in
-	// github.com/getsops/sops/v3): a random data key wrapped for each recipient, the values
-	// encrypted with it, and the MAC over the cleartext encrypted with the last-modified time
-	// as additional data. Wrapping needs only public keys, so sops's local key service serves.
-	dataKey, errs := tree.GenerateDataKey()
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("seal: wrap data key: %w", errors.Join(errs...))
-	}
+	// The rest of `sops encrypt` (common.EncryptTree): the values encrypted with the data key,
+	// each with a fresh random IV (a new aes.Cipher has no IVs stashed to reuse), and the MAC
+	// over the cleartext encrypted with the last-modified time as additional data.
 	cipher := aes.NewCipher()
-	mac, err := tree.Encrypt(dataKey, cipher)
+	mac, err := tree.Encrypt(s.dataKey, cipher)
 	if err != nil {
 		// sops's message names the cipher failure, not the value.
 		return nil, fmt.Errorf("seal: encrypt values: %w", err)
 	}
 	tree.Metadata.LastModified = time.Now().UTC()
-	tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
+	tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, s.dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
 	if err != nil {
 		return nil, fmt.Errorf("seal: encrypt mac: %w", err)
 	}
@@ -147,20 +211,34 @@ func nativeRecipient(r string) bool {
 
 // Open decrypts a bundle made by Seal (or any flat SOPS JSON document sealed for age) with one
 // age identity, checks its MAC, and returns the variables. Numbers and booleans a person may
-// have written into a document by hand come back in their JSON spelling.
+// have written into a document by hand come back in their JSON spelling. To open many bundles,
+// use an Opener, which keeps what it unwrapped.
 func Open(doc []byte, identity string) (map[string]string, error) {
+	id, err := parseIdentity(identity)
+	if err != nil {
+		return nil, err
+	}
+	return open(doc, identityService{ids: sopsage.ParsedIdentities{id}})
+}
+
+func parseIdentity(identity string) (*age.X25519Identity, error) {
 	id, err := age.ParseX25519Identity(strings.TrimSpace(identity))
 	if err != nil {
 		// age's message may quote the input; the identity must never reach an error.
 		return nil, fmt.Errorf("open bundle: %w", ErrIdentity)
 	}
+	return id, nil
+}
+
+// open opens doc with the data key svc unwraps. Whatever svc is, the values are decrypted and
+// the MAC checked here, so a document that was tampered with fails alike.
+func open(doc []byte, svc keyservice.KeyServiceClient) (map[string]string, error) {
 	tree, err := jsonStore().LoadEncryptedFile(doc)
 	if err != nil {
 		// The loader may quote parts of the document; a hand-made document may hold cleartext.
 		return nil, fmt.Errorf("open bundle: read SOPS document: %w", ErrMalformed)
 	}
-	dataKey, err := tree.Metadata.GetDataKeyWithKeyServices(
-		[]keyservice.KeyServiceClient{identityService{ids: sopsage.ParsedIdentities{id}}}, nil)
+	dataKey, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{svc}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", ErrWrongKey)
 	}
