@@ -49,14 +49,17 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 	receipt    TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
+CREATE INDEX IF NOT EXISTS queue_messages_redelivered ON queue_messages (queue, visible_at) WHERE received > 0;
 `
 
 const (
 	sqlInsert = `INSERT INTO queue_messages (queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?)`
 
 	// A message keeps its ID and body when it is dead-lettered; its receive count starts again.
+	// "received > 0" lets the lookup use the partial index of messages received before, so that
+	// a receive does not scan every message never received (a long queue's whole backlog).
 	sqlDeadLetter = `UPDATE queue_messages SET queue = ?, received = 0, receipt = NULL, visible_at = ?
-		WHERE queue = ? AND visible_at <= ? AND received >= ?`
+		WHERE queue = ? AND visible_at <= ? AND received >= ? AND received > 0`
 
 	sqlReceive = `UPDATE queue_messages
 		SET visible_at = ?, received = received + 1, receipt = lower(hex(randomblob(12)))
