@@ -43,12 +43,12 @@ const (
 )
 
 // awsCalls counts the AWS calls of orders run through `serve --backend aws` against moto_server:
-// the diamond example (every order on lambda: moto runs no CodeBuild build) and fan-outs of 10,
-// 100 and 1000 lambda orders. Calls are counted by the server's own SDK clients, presigned
+// the diamond example (every order on lambda: moto runs no CodeBuild build) and fan-outs of
+// lambda orders (10, 100 and 1000 unless --aws-sizes says otherwise). Calls are counted by the server's own SDK clients, presigned
 // result and log transfers included; idle polls (receives that return nothing) are counted
 // apart, since they follow time, not orders. The sweeper is set to run once an hour so that its
 // calls (five queries a pass, every minute in a deployment) stay out of the per-order figures.
-func awsCalls(binary, dir string) error {
+func awsCalls(binary, dir string, sizes []int) error {
 	fmt.Printf("\naws: AWS calls per order through `iac-ci serve --backend aws --aws-serialize` against moto_server\n")
 	endpoint, stop, err := startMoto(dir)
 	if err != nil {
@@ -97,7 +97,7 @@ func awsCalls(binary, dir string) error {
 		orders int
 		wait   time.Duration
 	}{{"diamond (4 orders)", diamond, 4, 2 * time.Minute}}
-	for _, n := range []int{10, 100, 1000} {
+	for _, n := range sizes {
 		jobs = append(jobs, struct {
 			name   string
 			body   []byte

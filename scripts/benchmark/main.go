@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,14 +26,50 @@ func main() {
 	fanout := flag.Int("fanout", 1000, "independent orders in the fan-out")
 	chain := flag.Int("chain", 200, "dependent orders in the chain")
 	aws := flag.Bool("aws", false, "also count AWS API calls per order through serve --backend aws against moto_server")
+	awsOnly := flag.Bool("aws-only", false, "count AWS API calls only (implies --aws)")
+	awsSizes := flag.String("aws-sizes", "10,100,1000", "fan-out sizes measured by --aws, comma-separated")
 	flag.Parse()
-	if err := run(*binary, *workers, *fanout, *chain, *aws); err != nil {
+	sizes, err := parseSizes(*awsSizes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark: --aws-sizes:", err)
+		os.Exit(2)
+	}
+	if *awsOnly {
+		err = runAWSOnly(*binary, sizes)
+	} else {
+		err = run(*binary, *workers, *fanout, *chain, *aws, sizes)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
 		os.Exit(1)
 	}
 }
 
-func run(binary string, workers, fanout, chain int, aws bool) error {
+// parseSizes reads a comma-separated list of positive order counts.
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number of orders", f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+// runAWSOnly counts AWS calls without the embedded measurements.
+func runAWSOnly(binary string, sizes []int) error {
+	dir, err := os.MkdirTemp("", "iac-ci-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Printf("machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
+	return awsCalls(binary, dir, sizes)
+}
+
+func run(binary string, workers, fanout, chain int, aws bool, sizes []int) error {
 	dir, err := os.MkdirTemp("", "iac-ci-bench-")
 	if err != nil {
 		return err
@@ -96,7 +133,7 @@ func run(binary string, workers, fanout, chain int, aws bool) error {
 	fmt.Printf("  whole-run overhead   %8.2f ms  per hop (chain - one-order run - sequential, over %d hops: intake of every order included)\n",
 		float64(perHop.Microseconds())/1000, chain-1)
 	if aws {
-		return awsCalls(binary, dir)
+		return awsCalls(binary, dir, sizes)
 	}
 	return nil
 }
