@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/store"
 )
@@ -234,5 +237,94 @@ func TestConsumerKeepsSlowWorkHiddenAndDeletesWhatSucceeded(t *testing.T) {
 		if _, got := q.deleted(); len(got) != map[bool]int{false: 1, true: 0}[fail] {
 			t.Errorf("fail %v: deleted %v", fail, got)
 		}
+	}
+}
+
+// receiveCounter records the Max of each receive that returned messages.
+type receiveCounter struct {
+	queues.Queue
+	mu   sync.Mutex
+	maxs []int
+}
+
+func (q *receiveCounter) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
+	msgs, err := q.Queue.Receive(ctx, opts)
+	if len(msgs) > 0 {
+		q.mu.Lock()
+		q.maxs = append(q.maxs, opts.Max)
+		q.mu.Unlock()
+	}
+	return msgs, err
+}
+
+// A pool of handlers reads the queue several messages a receive, never holds more messages than
+// it has idle handlers, and handles and deletes every one.
+func TestConsumerPoolReceivesForEveryIdleHandler(t *testing.T) {
+	t.Parallel()
+	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "q.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := broker.Queue("work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, handlers = 24, 4
+	for i := range n {
+		if err := raw.Send(t.Context(), queues.Outgoing{Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := &receiveCounter{Queue: raw}
+	log := slog.New(slog.DiscardHandler)
+	c := &Consumer{Queue: q, Batch: queues.MaxBatch, Deleter: NewDeleter(raw, log), Log: log, Handlers: handlers}
+	ctx, cancel := context.WithCancel(t.Context())
+	var (
+		running, peak, handled atomic.Int64
+		all                    = make(chan struct{})
+	)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.Run(ctx, func(ctx context.Context, m queues.Message) error {
+			now := running.Add(1)
+			for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+			}
+			time.Sleep(20 * time.Millisecond)
+			running.Add(-1)
+			if handled.Add(1) == n {
+				close(all)
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("handled %d of %d messages", handled.Load(), n)
+	}
+	cancel()
+	<-stopped
+	c.Deleter.Flush()
+	if p := peak.Load(); p > handlers || p < 2 {
+		t.Errorf("handlers at once: peak %d, want 2 to %d", p, handlers)
+	}
+	q.mu.Lock()
+	maxs := slices.Clone(q.maxs)
+	q.mu.Unlock()
+	if len(maxs) == 0 || maxs[0] != handlers || slices.Max(maxs) > handlers {
+		t.Errorf("receive sizes %v: want the first to ask for %d and none for more", maxs, handlers)
+	}
+	if len(maxs) >= n {
+		t.Errorf("%d receives for %d messages: want fewer receives than messages", len(maxs), n)
+	}
+	left, err := raw.Receive(t.Context(), queues.ReceiveOptions{Max: queues.MaxBatch, Visibility: time.Second})
+	if err != nil || len(left) != 0 {
+		t.Errorf("after the pool: %d messages left (%v), want every one deleted", len(left), err)
 	}
 }

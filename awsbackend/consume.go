@@ -97,10 +97,19 @@ type Consumer struct {
 	// job) is not handed to a second consumer. Handlers that extend their message themselves
 	// (consumers.Worker) leave it zero.
 	KeepHidden time.Duration
+	// Handlers, when above one, is how many messages are handled at once. Each receive then
+	// asks for as many messages as there are idle handlers (up to Batch) and hands one to each:
+	// a busy queue is read several messages a call rather than one, and no received message
+	// waits, hidden and unhandled, behind another's handling.
+	Handlers int
 }
 
 // Run consumes until ctx ends.
 func (c *Consumer) Run(ctx context.Context, h consumers.Handler) {
+	if c.Handlers > 1 {
+		c.runPool(ctx, h)
+		return
+	}
 	q, log := c.Queue, c.Log
 	for {
 		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: c.Batch, Wait: queues.MaxWait})
@@ -156,4 +165,64 @@ func (c *Consumer) handle(ctx context.Context, m queues.Message, h consumers.Han
 	cancel()
 	<-done
 	return err
+}
+
+// runPool is Run with c.Handlers messages handled at once; it returns once ctx ends and every
+// handler has returned.
+func (c *Consumer) runPool(ctx context.Context, h consumers.Handler) {
+	q, log := c.Queue, c.Log
+	idle := make(chan struct{}, c.Handlers)
+	for range c.Handlers {
+		idle <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-idle:
+		}
+		n := 1
+	more:
+		for n < min(c.Handlers, max(c.Batch, 1)) {
+			select {
+			case <-idle:
+				n++
+			default:
+				break more
+			}
+		}
+		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: n, Wait: queues.MaxWait})
+		for range n - len(msgs) {
+			idle <- struct{}{}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		for _, m := range msgs {
+			wg.Add(1)
+			go func() {
+				defer func() { idle <- struct{}{}; wg.Done() }()
+				if err := c.handle(ctx, m, h); err != nil {
+					if ctx.Err() == nil {
+						log.WarnContext(ctx, "message left for retry", "queue", q.Name(), "receive_count", m.ReceiveCount, "err", err)
+					}
+					return
+				}
+				c.Deleter.Add(m.Receipt)
+			}()
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sealing"
 )
 
 // envAWSSerialize is the default of serve's --aws-serialize.
@@ -197,11 +198,13 @@ func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery 
 
 	// Lambda orders run in this process, as the worker function runs them.
 	lambdaQ := queues.Orders(string(domain.TargetLambda))
-	for range s.Opts.Workers {
-		w := &consumers.Worker{Engine: e, Queue: open[lambdaQ], Visibility: visibility[lambdaQ],
-			WorkRoot: orderRoot, BaseEnv: consumers.WorkerEnv(), HTTPClient: b.Clients.HTTP}
-		consume(lambdaQ, 1, w.Handle)
-	}
+	// One receive feeds every idle worker, as a Lambda event source mapping hands the function
+	// batches.
+	w := &consumers.Worker{Engine: e, Queue: open[lambdaQ], Visibility: visibility[lambdaQ],
+		WorkRoot: orderRoot, BaseEnv: consumers.WorkerEnv(), HTTPClient: b.Clients.HTTP, Opener: sealing.NewOpener(openerKeys)}
+	workers := consumer(lambdaQ, queues.MaxBatch)
+	workers.Handlers = max(s.Opts.Workers, 1)
+	s.go_(func() { workers.Run(ctx, w.Handle) })
 	// CodeBuild and SSM orders are launched there; the worker at the target delivers the result.
 	codebuildQ, ssmQ := queues.Orders(string(domain.TargetCodeBuild)), queues.Orders(string(domain.TargetSSM))
 	consume(codebuildQ, queues.MaxBatch, (&consumers.Launcher{Engine: e, Queue: open[codebuildQ],

@@ -23,6 +23,7 @@ import (
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
+	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/secrets/localsecrets"
 	"github.com/iac-ci/iac-ci/store/sqlitestore"
@@ -192,6 +193,10 @@ func (s *System) PublicBaseURL() string {
 	return s.BaseURL
 }
 
+// openerKeys bounds the data keys (and identities) the workers' Opener keeps: one per run, or
+// per order with a sops_key, in flight.
+const openerKeys = 1024
+
 // Start serves HTTP and runs every consumer until ctx ends; Wait waits for them.
 func (s *System) Start(ctx context.Context) error {
 	e := s.Engine
@@ -230,10 +235,12 @@ func (s *System) Start(ctx context.Context) error {
 		s.go_(func() { _ = orch.Run(ctx) })
 	}
 	workRoot := filepath.Join(s.Opts.DataDir, "work")
+	// One Opener for every worker: the orders of a run share a data key, unwrapped once.
+	opener := sealing.NewOpener(openerKeys)
 	for _, t := range domain.Targets {
 		for range s.Opts.Workers {
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
-				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv()}
+				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener}
 			s.go_(func() { _ = w.Run(ctx) })
 		}
 		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),

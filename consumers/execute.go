@@ -44,6 +44,9 @@ type Task struct {
 	Bundle []byte
 	// Identity is the run's private age key, which opens the sealed environment.
 	Identity string
+	// Opener opens the sealed environment, keeping the data keys it unwraps for the next tasks
+	// of the same runs; nil opens with sealing.Open, which keeps nothing.
+	Opener *sealing.Opener
 	// CallbackURL is a presigned PUT URL for this attempt's result.json. The commands see it too,
 	// as CALLBACK_URL.
 	CallbackURL string
@@ -123,7 +126,11 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	if err != nil {
 		return fail("bundle refused: " + err.Error())
 	}
-	env, err := sealing.Open(sealed, t.Identity)
+	open := sealing.Open
+	if t.Opener != nil {
+		open = t.Opener.Open
+	}
+	env, err := open(sealed, t.Identity)
 	if err != nil {
 		return fail("the sealed environment could not be opened: " + err.Error())
 	}

@@ -81,7 +81,7 @@ func (s *Sweeper) sweepOrder(ctx context.Context, o domain.OrderRecord) error {
 		if err := e.Wake(ctx, o); err != nil {
 			return err
 		}
-		err := e.Store.UpdateOrder(ctx, store.OrderChange{RunID: o.RunID, OrderNum: o.OrderNum,
+		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{RunID: o.RunID, OrderNum: o.OrderNum,
 			From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt, To: domain.OrderWaiting,
 			DueAt: e.Time().Add(e.WaitRecheckPeriod())})
 		if errors.Is(err, store.ErrConflict) {

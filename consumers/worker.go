@@ -13,6 +13,7 @@ import (
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/store"
 )
@@ -30,6 +31,10 @@ type Worker struct {
 	BaseEnv    []string
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
+	// Opener opens the orders' sealed environments, keeping the data keys it unwraps: share one
+	// among the Workers of a process, so a run's orders unwrap their key once. Nil opens each
+	// with sealing.Open.
+	Opener *sealing.Opener
 }
 
 // Run takes one message at a time until ctx ends; run several Workers for concurrency.
@@ -42,38 +47,49 @@ func (w *Worker) Run(ctx context.Context) error {
 // the message's visibility, so it died, and the attempt it held is abandoned. It returns the
 // claimed record, or ok false when the message has nothing to do (a duplicate, a stale copy, an
 // ended order).
+//
+// A first delivery costs one conditional write, which returns the record it claimed: the
+// message carries the order's timeout, from which the claim sets the order's deadline. A
+// redelivery reads the order first, to write the abandoned attempt's history with the claim.
 func Claim(ctx context.Context, e *engine.Engine, msg domain.OrderMessage, receiveCount int) (domain.OrderRecord, bool, error) {
-	o, err := e.Store.GetOrder(ctx, msg.RunID, msg.OrderNum)
-	if errors.Is(err, store.ErrNotFound) {
-		return o, false, nil
-	}
-	if err != nil {
-		return o, false, fmt.Errorf("read order: %w", err)
-	}
-	switch {
-	case o.Status == domain.OrderQueued:
-	case o.Status == domain.OrderRunning && receiveCount > 1:
-	default:
-		return o, false, nil
+	var (
+		prev   domain.OrderRecord
+		change = store.OrderChange{
+			RunID: msg.RunID, OrderNum: msg.OrderNum, From: []domain.OrderStatus{domain.OrderQueued},
+			Attempt: store.AnyAttempt, To: domain.OrderRunning, NextAttempt: true, ReturnOrder: true,
+		}
+		timeout = msg.Timeout
+	)
+	if receiveCount > 1 || timeout <= 0 {
+		var err error
+		prev, err = e.Store.GetOrder(ctx, msg.RunID, msg.OrderNum)
+		if errors.Is(err, store.ErrNotFound) {
+			return prev, false, nil
+		}
+		if err != nil {
+			return prev, false, fmt.Errorf("read order: %w", err)
+		}
+		switch {
+		case prev.Status == domain.OrderQueued:
+		case prev.Status == domain.OrderRunning && receiveCount > 1:
+			change.Events = []domain.Event{engine.RunningEvent(prev)}
+			change.Events[0].Details += " abandoned: its worker stopped answering"
+		default:
+			return prev, false, nil
+		}
+		change.From, change.Attempt, timeout = []domain.OrderStatus{prev.Status}, prev.Attempt, prev.Timeout
 	}
 	now := e.Time()
-	next := o.Attempt + 1
-	err = e.Store.UpdateOrder(ctx, store.OrderChange{
-		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{o.Status}, Attempt: o.Attempt,
-		To: domain.OrderRunning, SetAttempt: next, StartedAt: now,
-		DueAt: now.Add(time.Duration(o.Timeout)*time.Second + e.GracePeriod()),
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return o, false, nil
+	change.StartedAt, change.DueAt = now, now.Add(time.Duration(timeout)*time.Second+e.GracePeriod())
+	moved, err := e.Store.UpdateOrder(ctx, change)
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return prev, false, nil
 	}
 	if err != nil {
-		return o, false, fmt.Errorf("claim order: %w", err)
+		return prev, false, fmt.Errorf("claim order: %w", err)
 	}
-	o.Status, o.Attempt, o.StartedAt = domain.OrderRunning, next, now
-	e.Logger().InfoContext(ctx, "order claimed", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName, "attempt", next)
-	_ = e.Store.AppendEvents(ctx, domain.Event{TraceID: o.TraceID, RunID: o.RunID, OrderName: o.OrderName,
-		OrderNum: o.OrderNum, Epoch: now.UnixNano(), Type: domain.EventOrderState, Status: string(domain.OrderRunning),
-		Details: fmt.Sprintf("attempt %d", next), Time: now})
+	o := moved.Order
+	e.Logger().InfoContext(ctx, "order claimed", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName, "attempt", o.Attempt)
 	e.Changed(o.RunID)
 	return o, true, nil
 }
@@ -97,7 +113,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	if err != nil {
 		return err
 	}
-	task.HTTPClient = w.HTTPClient
+	task.HTTPClient, task.Opener = w.HTTPClient, w.Opener
 	if _, err := Execute(ctx, task); err != nil {
 		return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)
 	}

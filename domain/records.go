@@ -104,6 +104,9 @@ type OrderMessage struct {
 	OrderNum int    `json:"order_num"`
 	Attempt  int    `json:"attempt"` // the order's attempt when the message was sent
 	TraceID  string `json:"trace_id"`
+	// Timeout is the order's timeout in seconds, so that a claim can set the order's deadline
+	// without reading the order first; 0 in a message that does not carry it.
+	Timeout int `json:"timeout,omitempty"`
 }
 
 // IntakeMessage is the body of a message on the intake queue: the request itself is stored

@@ -114,24 +114,18 @@ func (e *Engine) changed(runID string) {
 	}
 }
 
-// event writes one history entry; history is best effort and never fails a move.
-func (e *Engine) event(ctx context.Context, o domain.OrderRecord, status, details string) {
-	ev := domain.Event{
-		TraceID: o.TraceID, RunID: o.RunID, OrderName: o.OrderName, OrderNum: o.OrderNum,
-		Epoch: e.now().UnixNano(), Type: domain.EventOrderState, Status: status, Details: details, Time: e.now(),
-	}
-	if err := e.Store.AppendEvents(ctx, ev); err != nil {
-		e.log().WarnContext(ctx, "write order event", "run_id", o.RunID, "order", o.OrderName, "err", err)
-	}
+// orderEvent is the history entry of an order's move to status.
+func orderEvent(o domain.OrderRecord, at time.Time, status, details string) domain.Event {
+	return domain.Event{TraceID: o.TraceID, RunID: o.RunID, OrderName: o.OrderName, OrderNum: o.OrderNum,
+		Epoch: at.UnixNano(), Type: domain.EventOrderState, Status: status, Details: details, Time: at}
 }
 
-// RunEvent writes a run-level history entry (best effort).
-func (e *Engine) RunEvent(ctx context.Context, run domain.Run, typ, status, details string) {
-	ev := domain.Event{TraceID: run.TraceID, RunID: run.RunID, Epoch: e.now().UnixNano(), Type: typ,
-		Status: status, Details: details, Time: e.now()}
-	if err := e.Store.AppendEvents(ctx, ev); err != nil {
-		e.log().WarnContext(ctx, "write run event", "run_id", run.RunID, "err", err)
-	}
+// RunningEvent is the history entry of an order's claim, attempt o.Attempt started at
+// o.StartedAt. A claim writes no event of its own, to cost one write: the move that ends the
+// attempt (or abandons it) writes this one with its own, so every attempt's start is in the
+// history under the time it started.
+func RunningEvent(o domain.OrderRecord) domain.Event {
+	return orderEvent(o, o.StartedAt, string(domain.OrderRunning), fmt.Sprintf("attempt %d", o.Attempt))
 }
 
 // Enqueue moves a waiting order to queued and sends its message. It is a no-op when the order is
@@ -142,15 +136,17 @@ func (e *Engine) Enqueue(ctx context.Context, o domain.OrderRecord) error {
 }
 
 // EnqueueAll is Enqueue for many orders at once, as intake queues a run's first orders: each
-// move is still its own conditional write, but the history and the messages go in batches
+// move is still its own conditional write (with its event), but the messages go in batches
 // (queues.MaxBatch messages a send), which on AWS is one call for ten orders instead of ten.
 func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) error {
 	now := e.now()
-	var moved []domain.OrderRecord
-	for _, o := range orders {
-		err := e.Store.UpdateOrder(ctx, store.OrderChange{
+	byTarget := map[domain.Target][]queues.Outgoing{}
+	var changed string
+	for i, o := range orders {
+		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 			RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt,
 			To: domain.OrderQueued, DueAt: now.Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)), QueuedAt: now,
+			Events: []domain.Event{orderEvent(o, now.Add(time.Duration(i)), string(domain.OrderQueued), "")},
 		})
 		if errors.Is(err, store.ErrConflict) {
 			continue
@@ -159,24 +155,12 @@ func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) er
 			return fmt.Errorf("queue order %s: %w", o.OrderName, err)
 		}
 		crashpoint.Hit("enqueue.moved")
-		moved = append(moved, o)
-	}
-	if len(moved) == 0 {
-		return nil
-	}
-	events := make([]domain.Event, len(moved))
-	byTarget := map[domain.Target][]queues.Outgoing{}
-	for i, o := range moved {
-		events[i] = domain.Event{TraceID: o.TraceID, RunID: o.RunID, OrderName: o.OrderName, OrderNum: o.OrderNum,
-			Epoch: now.UnixNano() + int64(i), Type: domain.EventOrderState, Status: string(domain.OrderQueued), Time: now}
-		body, err := json.Marshal(domain.OrderMessage{RunID: o.RunID, OrderNum: o.OrderNum, Attempt: o.Attempt, TraceID: o.TraceID})
+		body, err := json.Marshal(message(o))
 		if err != nil {
 			return err
 		}
 		byTarget[o.Target] = append(byTarget[o.Target], queues.Outgoing{Body: body})
-	}
-	if err := e.Store.AppendEvents(ctx, events...); err != nil {
-		e.log().WarnContext(ctx, "write order events", "run_id", moved[0].RunID, "err", err)
+		changed = o.RunID
 	}
 	for target, msgs := range byTarget {
 		q, err := e.Queues.Queue(queues.Orders(string(target)))
@@ -190,14 +174,21 @@ func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) er
 			}
 		}
 	}
-	e.changed(moved[0].RunID)
+	if changed != "" {
+		e.changed(changed)
+	}
 	return nil
+}
+
+// message is the queue message of an order.
+func message(o domain.OrderRecord) domain.OrderMessage {
+	return domain.OrderMessage{RunID: o.RunID, OrderNum: o.OrderNum, Attempt: o.Attempt, TraceID: o.TraceID, Timeout: o.Timeout}
 }
 
 // Resend sends a queued order's message again and pushes its re-send time back. Duplicates are
 // harmless: a worker claims an order only from the state it expects.
 func (e *Engine) Resend(ctx context.Context, o domain.OrderRecord) error {
-	err := e.Store.UpdateOrder(ctx, store.OrderChange{
+	_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderQueued}, Attempt: o.Attempt,
 		To: domain.OrderQueued, DueAt: e.now().Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)),
 	})
@@ -215,7 +206,7 @@ func (e *Engine) send(ctx context.Context, o domain.OrderRecord) error {
 	if err != nil {
 		return fmt.Errorf("queue of %s: %w", o.Target, err)
 	}
-	body, err := json.Marshal(domain.OrderMessage{RunID: o.RunID, OrderNum: o.OrderNum, Attempt: o.Attempt, TraceID: o.TraceID})
+	body, err := json.Marshal(message(o))
 	if err != nil {
 		return err
 	}
@@ -239,15 +230,21 @@ type Outcome struct {
 // Finish moves an order to a terminal status, from one of from and (unless store.AnyAttempt) at
 // the given attempt, then wakes its dependents and finalizes the run if it was the last open
 // order. It returns false, nil when the order was not in the expected state (a duplicate or
-// stale result): nothing is moved then.
+// stale result): nothing is moved then. The move writes the order's history with it: the
+// terminal event and, for an order o shows running, its attempt's RunningEvent.
 func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain.OrderStatus, attempt int, out Outcome) (bool, error) {
 	if out.FinishedAt.IsZero() {
 		out.FinishedAt = e.now()
 	}
-	err := e.Store.UpdateOrder(ctx, store.OrderChange{
+	var events []domain.Event
+	if o.Status == domain.OrderRunning && !o.StartedAt.IsZero() {
+		events = append(events, RunningEvent(o))
+	}
+	events = append(events, orderEvent(o, out.FinishedAt, string(out.Status), out.Reason))
+	moved, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 		RunID: o.RunID, OrderNum: o.OrderNum, From: from, Attempt: attempt,
 		To: out.Status, StartedAt: out.StartedAt, FinishedAt: out.FinishedAt, ExitCode: out.ExitCode,
-		Reason: out.Reason, LogKey: out.LogKey, LogTail: out.LogTail,
+		Reason: out.Reason, LogKey: out.LogKey, LogTail: out.LogTail, Events: events,
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return false, nil
@@ -258,12 +255,16 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 	crashpoint.Hit("finish.moved")
 	e.log().InfoContext(ctx, "order ended", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName,
 		"status", out.Status, "reason", out.Reason)
-	e.event(ctx, o, string(out.Status), out.Reason)
 	e.changed(o.RunID)
 	if err := e.WakeDependents(ctx, o); err != nil {
 		return true, err
 	}
 	crashpoint.Hit("finish.woken")
+	if !moved.LastOpen {
+		// Other orders are open: the last of them to end finalizes the run (or, after a crash
+		// between its move and the finalization, the sweeper does).
+		return true, nil
+	}
 	return true, e.FinalizeIfDone(ctx, o.RunID)
 }
 
@@ -328,16 +329,16 @@ func (e *Engine) FinalizeIfDone(ctx context.Context, runID string) error {
 	return e.Finalize(ctx, run, false)
 }
 
-// Finalize ends a run exactly once: one conditional write moves it to its final status; only the
-// process whose write succeeds goes on to write the done object, the job_completed event and the
-// final comment, and to delete the run's key (Report). A crash after the move leaves the run
+// Finalize ends a run exactly once: one conditional write moves it to its final status and
+// writes its job_completed event; only the process whose write succeeds goes on to write the
+// done object and the final comment, and to delete the run's key (Report). A crash after the move leaves the run
 // ended but not reported, and the sweeper reports it.
 func (e *Engine) Finalize(ctx context.Context, run domain.Run, deadlinePassed bool) error {
 	status := domain.ResolveRunStatus(deadlinePassed, run.Failed, run.TimedOut)
 	now := e.now()
 	err := e.Store.UpdateRun(ctx, store.RunChange{
 		RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted, domain.RunRunning},
-		To: status, FinishedAt: now,
+		To: status, FinishedAt: now, Events: []domain.Event{completedEvent(run.TraceID, run.RunID, status, now)},
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil
@@ -366,8 +367,15 @@ type DoneDocument struct {
 	FinishedAt time.Time        `json:"finished_at"`
 }
 
+// completedEvent is a run's job_completed event, written with the move that ends the run.
+func completedEvent(traceID, runID string, status domain.RunStatus, at time.Time) domain.Event {
+	return domain.Event{TraceID: traceID, RunID: runID, Epoch: at.UnixNano(), Type: domain.EventJobCompleted,
+		Status: string(status), Time: at}
+}
+
 // Report writes a finalized run's side effects, each idempotent, then marks it reported. The
-// sweeper calls it again for a run that ended but was never reported.
+// sweeper calls it again for a run that ended but was never reported. (The run's job_completed
+// event is already written: the move that ended the run wrote it.)
 func (e *Engine) Report(ctx context.Context, run domain.Run) error {
 	doc, err := json.Marshal(DoneDocument{RunID: run.RunID, TraceID: run.TraceID, FlowID: run.FlowID, Status: run.Status,
 		Orders: run.OrderCount, Failed: run.Failed, TimedOut: run.TimedOut, CreatedAt: run.CreatedAt, FinishedAt: run.FinishedAt})
@@ -376,12 +384,6 @@ func (e *Engine) Report(ctx context.Context, run domain.Run) error {
 	}
 	if err := e.Done.Put(ctx, blobs.DoneKey(run.RunID), doc); err != nil {
 		return fmt.Errorf("write done object: %w", err)
-	}
-	// The event's epoch is the finish time, so writing it again replaces it rather than adding one.
-	ev := domain.Event{TraceID: run.TraceID, RunID: run.RunID, Epoch: run.FinishedAt.UnixNano(),
-		Type: domain.EventJobCompleted, Status: string(run.Status), Time: run.FinishedAt}
-	if err := e.Store.AppendEvents(ctx, ev); err != nil {
-		return fmt.Errorf("write job_completed: %w", err)
 	}
 	if err := e.Keys.DeleteRunKey(ctx, run.RunID); err != nil {
 		return fmt.Errorf("delete run key: %w", err)
@@ -412,15 +414,19 @@ func (e *Engine) TimeOutRun(ctx context.Context, run domain.Run) error {
 		if o.Status.Terminal() {
 			continue
 		}
-		err := e.Store.UpdateOrder(ctx, store.OrderChange{
+		const reason = "the job deadline (job_timeout) passed"
+		now := e.now()
+		var events []domain.Event
+		if o.Status == domain.OrderRunning && !o.StartedAt.IsZero() {
+			events = append(events, RunningEvent(o))
+		}
+		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 			RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{o.Status}, Attempt: o.Attempt,
-			To: domain.OrderTimedOut, FinishedAt: e.now(), Reason: "the job deadline (job_timeout) passed",
+			To: domain.OrderTimedOut, FinishedAt: now, Reason: reason,
+			Events: append(events, orderEvent(o, now, string(domain.OrderTimedOut), reason)),
 		})
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("time out order %s: %w", o.OrderName, err)
-		}
-		if err == nil {
-			e.event(ctx, o, string(domain.OrderTimedOut), "the job deadline (job_timeout) passed")
 		}
 	}
 	run, err = e.Store.GetRun(ctx, run.RunID)

@@ -33,6 +33,7 @@ import (
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sealing"
 )
 
 // The functions, by the name IAC_CI_FUNCTION gives them.
@@ -168,6 +169,9 @@ func scratch(dir string) error {
 	return nil
 }
 
+// workerOpenerKeys bounds the data keys the worker function keeps across invocations.
+const workerOpenerKeys = 256
+
 func workerFunction(p Pieces) (any, error) {
 	if err := scratch(p.WorkRoot); err != nil {
 		return nil, err
@@ -176,8 +180,10 @@ func workerFunction(p Pieces) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The Worker, and so its Opener, lives as long as the container: a warm one opens the next
+	// orders of a run without unwrapping its data key again.
 	w := &consumers.Worker{Engine: p.Engine, Queue: eventSourceQueue{q}, Visibility: WorkerVisibility,
-		WorkRoot: p.WorkRoot, BaseEnv: p.BaseEnv}
+		WorkRoot: p.WorkRoot, BaseEnv: p.BaseEnv, Opener: sealing.NewOpener(workerOpenerKeys)}
 	return Batch(p.Engine.Logger(), p.QueuePrefix, only(queues.Orders("lambda"), w.Handle)), nil
 }
 

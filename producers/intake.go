@@ -81,13 +81,17 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 	e := in.Engine
 	log := e.Logger().With("run_id", req.RunID, "trace_id", req.TraceID)
 	run, err := e.Store.GetRun(ctx, req.RunID)
+	var orders []domain.OrderRecord
 	switch {
 	case err == nil && run.Status != domain.RunAccepted:
 		return nil // done before
 	case err == nil:
 		// Created, but the process stopped before every first order was queued.
+		if orders, err = e.Store.ListOrders(ctx, req.RunID); err != nil {
+			return fmt.Errorf("list orders: %w", err)
+		}
 	case errors.Is(err, store.ErrNotFound):
-		run, err = in.create(ctx, req)
+		run, orders, err = in.create(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -96,11 +100,6 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 		return fmt.Errorf("read run: %w", err)
 	}
 	crashpoint.Hit("intake.created")
-	e.RunEvent(ctx, run, domain.EventRunAccepted, string(domain.RunAccepted), req.Source)
-	orders, err := e.Store.ListOrders(ctx, req.RunID)
-	if err != nil {
-		return fmt.Errorf("list orders: %w", err)
-	}
 	var ready []domain.OrderRecord
 	for _, o := range orders {
 		switch {
@@ -116,42 +115,65 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 		return err
 	}
 	crashpoint.Hit("intake.enqueued")
-	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunRunning})
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	now := e.Time()
+	events := []domain.Event{
+		{TraceID: run.TraceID, RunID: run.RunID, Epoch: run.CreatedAt.UnixNano(), Type: domain.EventRunAccepted,
+			Status: string(domain.RunAccepted), Details: req.Source, Time: run.CreatedAt},
+		{TraceID: run.TraceID, RunID: run.RunID, Epoch: now.UnixNano(), Type: domain.EventRunStarted,
+			Status: string(domain.RunRunning), Time: now},
+	}
+	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted},
+		To: domain.RunRunning, Events: events})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		// Its orders all ended (and finalized it) before this move: the history still gets the
+		// run's start.
+		if err := e.Store.AppendEvents(ctx, events...); err != nil {
+			log.WarnContext(ctx, "write run events", "err", err)
+		}
+	case err != nil:
 		return fmt.Errorf("start run: %w", err)
 	}
-	e.RunEvent(ctx, run, domain.EventRunStarted, string(domain.RunRunning), "")
 	e.Changed(run.RunID)
+	if run.Open > 0 {
+		// Orders are open: the last of them to end finalizes the run.
+		return nil
+	}
 	return e.FinalizeIfDone(ctx, run.RunID)
 }
 
-// create packages every order and inserts the run. Orders whose code or secrets cannot be had
-// are inserted already failed, with the reason.
-func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, error) {
+// create packages every order and inserts the run, and returns them as inserted. Orders whose
+// code or secrets cannot be had are inserted already failed, with the reason.
+func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, []domain.OrderRecord, error) {
 	e := in.Engine
 	job := req.Job
 	records, err := domain.Plan(job, req.RunID, req.TraceID)
 	if err != nil {
-		return domain.Run{}, fmt.Errorf("plan run: %w", err)
+		return domain.Run{}, nil, fmt.Errorf("plan run: %w", err)
 	}
 	recipient, err := in.runKey(ctx, req.RunID)
 	if err != nil {
-		return domain.Run{}, err
+		return domain.Run{}, nil, err
+	}
+	// One data key, wrapped once, for every order sealed for the run key alone (see pack).
+	runSealer, err := sealing.NewSealer(recipient)
+	if err != nil {
+		return domain.Run{}, nil, fmt.Errorf("run key of %s: %w", req.RunID, err)
 	}
 	workDir, err := os.MkdirTemp(in.WorkDir, "intake-")
 	if err != nil {
-		return domain.Run{}, fmt.Errorf("intake scratch space: %w", err)
+		return domain.Run{}, nil, fmt.Errorf("intake scratch space: %w", err)
 	}
 	defer os.RemoveAll(workDir)
 	fetcher := &codesource.Fetcher{WorkDir: workDir, GitBaseURL: in.GitBaseURL, GetObject: in.GetObject, BaseDir: job.BaseDir}
 	if fetcher.GitToken, err = in.resolve(ctx, job.GitTokenLocation); err != nil {
-		return domain.Run{}, fmt.Errorf("git_token_location: %w", err)
+		return domain.Run{}, nil, fmt.Errorf("git_token_location: %w", err)
 	}
 	if fetcher.GitToken == "" && req.Source == "github" {
 		fetcher.GitToken = in.GitHubToken
 	}
 	if fetcher.GitSSHKey, err = in.resolve(ctx, job.GitSSHKeyLocation); err != nil {
-		return domain.Run{}, fmt.Errorf("git_ssh_key_location: %w", err)
+		return domain.Run{}, nil, fmt.Errorf("git_ssh_key_location: %w", err)
 	}
 
 	reasons := make([]string, len(records))
@@ -163,13 +185,13 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, e
 	g.SetLimit(parallel)
 	for i := range records {
 		g.Go(func() error {
-			reason, err := in.pack(gctx, req, fetcher, job.Orders[i], records[i], recipient)
+			reason, err := in.pack(gctx, req, fetcher, job.Orders[i], records[i], runSealer)
 			reasons[i] = reason
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return domain.Run{}, err
+		return domain.Run{}, nil, err
 	}
 	crashpoint.Hit("intake.bundled")
 
@@ -196,10 +218,13 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, e
 			run.Failed++
 		}
 	}
+	// Inserting a run that exists changes nothing: a second intake of the request racing this
+	// one leaves the stored run as the first made it, and every move from here on is
+	// conditional on the stored state.
 	if err := e.Store.CreateRun(ctx, run, records); err != nil {
-		return domain.Run{}, fmt.Errorf("insert run: %w", err)
+		return domain.Run{}, nil, fmt.Errorf("insert run: %w", err)
 	}
-	return e.Store.GetRun(ctx, req.RunID)
+	return run, records, nil
 }
 
 // runKey returns the recipient of the run's age key, making and storing the key the first time.
@@ -240,9 +265,10 @@ func (in *Intake) resolve(ctx context.Context, location string) (string, error) 
 	return secrets.Resolve(ctx, in.Secrets, loc, getenv)
 }
 
-// pack builds one order's bundle. A problem with the order's own inputs (its code, its secrets)
-// is returned as a reason, failing that order alone; an error is a problem with intake itself.
-func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fetcher, o domain.Order, rec domain.OrderRecord, recipient string) (string, error) {
+// pack builds one order's bundle, sealed by runSealer (for the run key) unless the order names
+// a sops_key. A problem with the order's own inputs (its code, its secrets) is returned as a
+// reason, failing that order alone; an error is a problem with intake itself.
+func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fetcher, o domain.Order, rec domain.OrderRecord, runSealer *sealing.Sealer) (string, error) {
 	codeDir, err := f.Dir(ctx, req.Job, o)
 	if err != nil {
 		return "code source: " + err.Error(), nil
@@ -286,11 +312,15 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 	}
 	names = append(names, "CALLBACK_URL")
 	sort.Strings(names)
-	recipients := []string{recipient}
+	sealer := runSealer
 	if o.SopsKey != "" {
-		recipients = append(recipients, o.SopsKey)
+		// Every bundle of one Sealer shares its data key: the holder of this order's sops_key
+		// must get a key of its own, or they could open every other order of the run.
+		if sealer, err = sealing.NewSealer(append(runSealer.Recipients(), o.SopsKey)...); err != nil {
+			return "", fmt.Errorf("seal order %s: %w", rec.OrderName, err)
+		}
 	}
-	sealed, err := sealing.Seal(env, recipients...)
+	sealed, err := sealer.Seal(env)
 	if err != nil {
 		return "", fmt.Errorf("seal order %s: %w", rec.OrderName, err)
 	}

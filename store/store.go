@@ -35,22 +35,42 @@ const AnyAttempt = -1
 // A move to a terminal status also updates the run in the same atomic write: Open decreases by
 // one, and for an order that must succeed Failed increases when To is failed or skipped, TimedOut
 // when To is timed_out. So a run's counters always agree with its orders.
+//
+// Events are written in the same atomic write as the move, so an order's history records
+// exactly the moves that happened (and a move refused writes none); an event with the key of
+// one already stored replaces it, as in AppendEvents.
 type OrderChange struct {
 	RunID    string
 	OrderNum int
 	From     []domain.OrderStatus
 	Attempt  int
 
-	To         domain.OrderStatus
-	SetAttempt int // new attempt; 0 leaves it
-	DueAt      time.Time
-	QueuedAt   time.Time
-	StartedAt  time.Time
-	FinishedAt time.Time
-	ExitCode   *int
-	Reason     string
-	LogKey     string
-	LogTail    string
+	To          domain.OrderStatus
+	NextAttempt bool // starts the next attempt: the stored attempt number goes up by one
+	DueAt       time.Time
+	QueuedAt    time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	ExitCode    *int
+	Reason      string
+	LogKey      string
+	LogTail     string
+
+	Events []domain.Event // written with the move, atomically
+
+	// ReturnOrder asks for the order as the move left it, in Moved.Order (a claim needs the
+	// record it claimed; asking saves reading it first).
+	ReturnOrder bool
+}
+
+// Moved is what an applied move reports.
+type Moved struct {
+	// Order is the order as the move left it, when the change asked (ReturnOrder).
+	Order domain.OrderRecord
+	// LastOpen is true when the move was terminal and its order was the run's last open one:
+	// the run is ready to be finalized. It is exact, even when several orders of the run end at
+	// once, so no caller needs to read the run to learn it.
+	LastOpen bool
 }
 
 // RunChange is one conditional move of a run: it applies only when the run's status is one of
@@ -63,6 +83,8 @@ type RunChange struct {
 	To         domain.RunStatus // may equal the current status (to set Reported alone)
 	FinishedAt time.Time        // zero leaves it
 	Reported   bool             // true sets Reported; it is never cleared
+
+	Events []domain.Event // written with the move, atomically (as in OrderChange)
 }
 
 // Store keeps runs, orders and events. Every method is safe for concurrent use.
@@ -80,8 +102,8 @@ type Store interface {
 	// ListOrders returns every order of a run by order number (for status pages and summaries,
 	// never on the path of one result).
 	ListOrders(ctx context.Context, runID string) ([]domain.OrderRecord, error)
-	// UpdateOrder applies one conditional move (see OrderChange).
-	UpdateOrder(ctx context.Context, c OrderChange) error
+	// UpdateOrder applies one conditional move (see OrderChange) and reports what it did.
+	UpdateOrder(ctx context.Context, c OrderChange) (Moved, error)
 	// UpdateRun applies one conditional move of a run (see RunChange).
 	UpdateRun(ctx context.Context, c RunChange) error
 	// DueOrders returns up to limit non-terminal orders whose DueAt is at or before now, earliest

@@ -211,6 +211,23 @@ func (s *server) post(path string, body []byte, secret string, headers map[strin
 	return resp.StatusCode, out
 }
 
+// getJSON reads a JSON answer of 200 into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
 // waitRun polls GET /runs/{id} until the run is terminal and its done object is written.
 func (s *server) waitRun(runID string, d time.Duration) runView {
 	s.t.Helper()

@@ -41,6 +41,32 @@ func TestWebhookSignedJobRuns(t *testing.T) {
 	if v.Status != "succeeded" {
 		t.Fatalf("run %s: %+v", v.Status, v.Orders)
 	}
+	// The history has every move of every order, in the order they happened.
+	var history struct {
+		Events []struct {
+			OrderName string `json:"order_name"`
+			Type      string `json:"event_type"`
+			Status    string `json:"status"`
+			Details   string `json:"details"`
+		} `json:"events"`
+	}
+	getJSON(t, s.url+"/runs/"+v.RunID+"/events", &history)
+	moves := map[string][]string{}
+	var order []string
+	for _, e := range history.Events {
+		if e.Type == "order_state" {
+			moves[e.OrderName] = append(moves[e.OrderName], e.Status+" "+e.Details)
+			order = append(order, e.OrderName+" "+e.Status)
+		}
+	}
+	for _, name := range []string{"plan", "apply"} {
+		if got, want := strings.Join(moves[name], ", "), "queued , running attempt 1, succeeded "; got != want {
+			t.Errorf("history of %s: got %q, want %q", name, got, want)
+		}
+	}
+	if got := strings.Join(order, ", "); !strings.HasPrefix(got, "plan queued, plan running, plan succeeded, apply queued") {
+		t.Errorf("history out of order: %s", got)
+	}
 	resp, err := http.Get(body["done_endpt"].(string))
 	if err != nil {
 		t.Fatal(err)

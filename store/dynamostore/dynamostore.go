@@ -422,19 +422,24 @@ func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
 	return runs, nil
 }
 
-// UpdateOrder applies one conditional move: an UpdateItem, or for a terminal move a
-// TransactWriteItems with the run's counters.
+// UpdateOrder applies one conditional move: an UpdateItem, or a TransactWriteItems when the
+// move carries events (put in the same transaction) or is terminal (with the run's counters).
 //
 // Which counter a terminal move bumps depends on the order's must_succeed, which the change does
 // not carry. Rather than read the order first, the write assumes must_succeed (the job default)
 // and makes that part of its condition; when the condition fails on that alone, the item that
-// came back with the failure says so, and the write is made once more with the other value. So
-// a terminal move costs one call, or two for an order that need not succeed ending failed,
-// skipped or timed out.
-func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) error {
+// came back with the failure says so, and the write is made once more with the other value.
+//
+// Whether a terminal move ended the run's last open order (Moved.LastOpen) is learnt the same
+// way: the run's part of the transaction is conditioned on more than one order being open; when
+// that alone fails, the move was the last, and is made again without it. So a terminal move
+// costs one call, and two for the last order of a run or for an order that need not succeed
+// ending failed, skipped or timed out. A move asking for its order back (ReturnOrder) costs one
+// UpdateItem without events, and a read more with them.
+func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (store.Moved, error) {
 	op := fmt.Sprintf("update order %s/%d to %s", c.RunID, c.OrderNum, c.To)
 	if err := checkChange(c); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return store.Moved{}, fmt.Errorf("%s: %w", op, err)
 	}
 	var from []string
 	for _, f := range c.From {
@@ -443,36 +448,49 @@ func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) error {
 		}
 	}
 	if len(from) == 0 {
-		return fmt.Errorf("%s: no status in %v may move there: %w", op, c.From, store.ErrConflict)
+		return store.Moved{}, fmt.Errorf("%s: no status in %v may move there: %w", op, c.From, store.ErrConflict)
 	}
+	events := s.eventPuts(c.Events)
 	counted := c.To == domain.OrderFailed || c.To == domain.OrderSkipped || c.To == domain.OrderTimedOut
-	must, flipped := true, false
+	must, flipped, last := true, false, false
 	for attempt := 0; ; attempt++ {
-		var err error
+		var (
+			moved store.Moved
+			err   error
+		)
 		if c.To.Terminal() {
-			err = s.finishOrder(ctx, c, from, counted, must)
+			err = s.finishOrder(ctx, c, from, events, counted, must, last)
+			moved.LastOpen = last
 		} else {
-			err = s.moveOrder(ctx, c, from)
+			moved.Order, err = s.moveOrder(ctx, c, from, events)
 		}
 		if err == nil {
-			return nil
+			if c.ReturnOrder && (c.To.Terminal() || len(events) > 0) {
+				if moved.Order, err = s.GetOrder(ctx, c.RunID, c.OrderNum); err != nil {
+					return store.Moved{}, fmt.Errorf("%s: read it back: %w", op, err)
+				}
+			}
+			return moved, nil
 		}
 		f := classify(err)
 		switch {
 		case f.conditionFailed && f.failedItem == 0 && len(f.old) == 0:
-			return fmt.Errorf("%s: %w", op, store.ErrNotFound)
-		case f.conditionFailed && f.failedItem == 1:
-			return fmt.Errorf("%s: run: %w", op, store.ErrNotFound)
+			return store.Moved{}, fmt.Errorf("%s: %w", op, store.ErrNotFound)
+		case f.conditionFailed && f.failedItem == 1 && c.To.Terminal() && !last:
+			last = true // fewer than two orders open: this one is the last (or the run is gone)
+			continue
+		case f.conditionFailed && f.failedItem == 1 && c.To.Terminal():
+			return store.Moved{}, fmt.Errorf("%s: run: %w", op, store.ErrNotFound)
 		case f.conditionFailed && counted && !flipped && wrongGuess(f.old, c, from, must):
 			must, flipped = !must, true
 			continue
 		case f.retry && attempt+1 < maxAttempts:
 			if err := pause(ctx, attempt); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
+				return store.Moved{}, fmt.Errorf("%s: %w", op, err)
 			}
 			continue
 		}
-		return storeError(op, err)
+		return store.Moved{}, storeError(op, err)
 	}
 }
 
@@ -502,8 +520,8 @@ func (s *Store) orderUpdate(c store.OrderChange, from []string, e *expr) (update
 			setN(attr, v.UnixMilli())
 		}
 	}
-	if c.SetAttempt != 0 {
-		setN(attrAttempt, int64(c.SetAttempt))
+	if c.NextAttempt {
+		set = append(set, e.name(attrAttempt)+" = if_not_exists("+e.name(attrAttempt)+", "+e.value(num(0))+") + "+e.value(num(1)))
 	}
 	if c.To.Terminal() {
 		remove = append(remove, e.name(attrDueAt), e.name(attrDueShard))
@@ -532,10 +550,26 @@ func (s *Store) orderUpdate(c store.OrderChange, from []string, e *expr) (update
 	return update, cond
 }
 
-func (s *Store) moveOrder(ctx context.Context, c store.OrderChange, from []string) error {
+// moveOrder makes a non-terminal move: an UpdateItem (returning the order, when asked), or
+// with events the order's update (item 0) and the events' puts in one transaction.
+func (s *Store) moveOrder(ctx context.Context, c store.OrderChange, from []string, events []types.TransactWriteItem) (domain.OrderRecord, error) {
 	e := newExpr()
 	update, cond := s.orderUpdate(c, from, e)
-	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	if len(events) > 0 {
+		_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+			TransactItems: append([]types.TransactWriteItem{{Update: &types.Update{
+				TableName:                           aws.String(s.tables.Orders),
+				Key:                                 key(c.RunID, orderSK(c.OrderNum)),
+				UpdateExpression:                    aws.String(update),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            e.names,
+				ExpressionAttributeValues:           e.values,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}}}, events...),
+		})
+		return domain.OrderRecord{}, err
+	}
+	in := &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.tables.Orders),
 		Key:                                 key(c.RunID, orderSK(c.OrderNum)),
 		UpdateExpression:                    aws.String(update),
@@ -543,13 +577,22 @@ func (s *Store) moveOrder(ctx context.Context, c store.OrderChange, from []strin
 		ExpressionAttributeNames:            e.names,
 		ExpressionAttributeValues:           e.values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
-	return err
+	}
+	if c.ReturnOrder {
+		in.ReturnValues = types.ReturnValueAllNew
+	}
+	out, err := s.client.UpdateItem(ctx, in)
+	if err != nil || !c.ReturnOrder {
+		return domain.OrderRecord{}, err
+	}
+	return decodeOrder(out.Attributes)
 }
 
-// finishOrder makes a terminal move: the order's update (item 0) and the run's counters (item 1)
-// in one transaction. When the move is counted, must is the must_succeed the condition expects.
-func (s *Store) finishOrder(ctx context.Context, c store.OrderChange, from []string, counted, must bool) error {
+// finishOrder makes a terminal move: the order's update (item 0), the run's counters (item 1)
+// and the events' puts in one transaction. When the move is counted, must is the must_succeed
+// the condition expects; unless last, the run's part holds only while more than one order is
+// open.
+func (s *Store) finishOrder(ctx context.Context, c store.OrderChange, from []string, events []types.TransactWriteItem, counted, must, last bool) error {
 	oe := newExpr()
 	update, cond := s.orderUpdate(c, from, oe)
 	if counted {
@@ -564,8 +607,12 @@ func (s *Store) finishOrder(ctx context.Context, c store.OrderChange, from []str
 		}
 		add = append(add, re.name(counter)+" "+re.value(num(1)))
 	}
+	runCond := "attribute_exists(" + re.name(attrSK) + ")"
+	if !last {
+		runCond += " AND " + re.name(attrOpen) + " > " + re.value(num(1))
+	}
 	_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-		TransactItems: []types.TransactWriteItem{
+		TransactItems: append([]types.TransactWriteItem{
 			{Update: &types.Update{
 				TableName:                           aws.String(s.tables.Orders),
 				Key:                                 key(c.RunID, orderSK(c.OrderNum)),
@@ -579,13 +626,31 @@ func (s *Store) finishOrder(ctx context.Context, c store.OrderChange, from []str
 				TableName:                 aws.String(s.tables.Orders),
 				Key:                       key(c.RunID, runSK),
 				UpdateExpression:          aws.String("ADD " + strings.Join(add, ", ")),
-				ConditionExpression:       aws.String("attribute_exists(" + re.name(attrSK) + ")"),
+				ConditionExpression:       aws.String(runCond),
 				ExpressionAttributeNames:  re.names,
 				ExpressionAttributeValues: re.values,
 			}},
-		},
+		}, events...),
 	})
 	return err
+}
+
+// eventPuts makes the transaction items that put events (a transaction may not name one item
+// twice: of two events with one key, the last is kept).
+func (s *Store) eventPuts(events []domain.Event) []types.TransactWriteItem {
+	index := map[string]int{}
+	var puts []types.TransactWriteItem
+	for _, e := range events {
+		w := types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.tables.Events), Item: eventItem(e, s.retention)}}
+		k := e.TraceID + "\x00" + eventSK(e)
+		if i, ok := index[k]; ok {
+			puts[i] = w
+			continue
+		}
+		index[k] = len(puts)
+		puts = append(puts, w)
+	}
+	return puts
 }
 
 // wrongGuess reports whether old, the order as it was when the condition failed, met every part
@@ -599,7 +664,8 @@ func wrongGuess(old map[string]types.AttributeValue, c store.OrderChange, from [
 		(c.Attempt == store.AnyAttempt || c.Attempt == o.Attempt)
 }
 
-// UpdateRun applies one conditional move of a run with one UpdateItem.
+// UpdateRun applies one conditional move of a run with one UpdateItem, or with its events one
+// TransactWriteItems.
 func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 	op := fmt.Sprintf("update run %s to %s", c.RunID, c.To)
 	var from []string
@@ -626,16 +692,32 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 	if c.OnlyIfUnreported {
 		cond += " AND " + e.name(attrReported) + " = " + e.value(boolean(false))
 	}
+	events := s.eventPuts(c.Events)
 	for attempt := 0; ; attempt++ {
-		_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.tables.Orders),
-			Key:                                 key(c.RunID, runSK),
-			UpdateExpression:                    aws.String(update),
-			ConditionExpression:                 aws.String(cond),
-			ExpressionAttributeNames:            e.names,
-			ExpressionAttributeValues:           e.values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
+		var err error
+		if len(events) == 0 {
+			_, err = s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+				TableName:                           aws.String(s.tables.Orders),
+				Key:                                 key(c.RunID, runSK),
+				UpdateExpression:                    aws.String(update),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            e.names,
+				ExpressionAttributeValues:           e.values,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			})
+		} else {
+			_, err = s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+				TransactItems: append([]types.TransactWriteItem{{Update: &types.Update{
+					TableName:                           aws.String(s.tables.Orders),
+					Key:                                 key(c.RunID, runSK),
+					UpdateExpression:                    aws.String(update),
+					ConditionExpression:                 aws.String(cond),
+					ExpressionAttributeNames:            e.names,
+					ExpressionAttributeValues:           e.values,
+					ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+				}}}, events...),
+			})
+		}
 		if err == nil {
 			return nil
 		}

@@ -138,19 +138,39 @@ func TestCallCounts(t *testing.T) {
 		{"GetRun", func() error { _, err := s.GetRun(t.Context(), run.RunID); return err },
 			map[string]int{"GetItem": 1}},
 		{"re-claim", func() error {
-			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 3, From: running,
-				Attempt: 1, To: domain.OrderRunning, SetAttempt: 2, DueAt: time.Now()})
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 3, From: running,
+				Attempt: 1, To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now()}))
 		}, map[string]int{"UpdateItem": 1}},
+		{"claim returning the order", func() error {
+			moved, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 4, From: running,
+				Attempt: store.AnyAttempt, To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now(), ReturnOrder: true})
+			if err == nil && (moved.Order.Attempt != 2 || moved.Order.OrderNum != 4) {
+				t.Errorf("claim returned order %d attempt %d, want order 4 attempt 2", moved.Order.OrderNum, moved.Order.Attempt)
+			}
+			return err
+		}, map[string]int{"UpdateItem": 1}},
+		{"move with its event", func() error {
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 5, From: running,
+				Attempt: 1, To: domain.OrderRunning, DueAt: time.Now(), Events: []domain.Event{{TraceID: run.TraceID,
+					RunID: run.RunID, OrderName: "order", OrderNum: 5, Epoch: 1, Type: domain.EventOrderState, Status: "running"}}}))
+		}, map[string]int{"TransactWriteItems": 1}},
+		{"terminal move with its events", func() error {
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 6, From: running,
+				Attempt: 1, To: domain.OrderSucceeded, Events: []domain.Event{
+					{TraceID: run.TraceID, RunID: run.RunID, OrderName: "order", OrderNum: 6, Epoch: 1, Type: domain.EventOrderState, Status: "running"},
+					{TraceID: run.TraceID, RunID: run.RunID, OrderName: "order", OrderNum: 6, Epoch: 2, Type: domain.EventOrderState, Status: "succeeded"},
+				}}))
+		}, map[string]int{"TransactWriteItems": 1}},
 		{"terminal move", func() error {
-			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
-				Attempt: 1, To: domain.OrderFailed})
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
+				Attempt: 1, To: domain.OrderFailed}))
 		}, map[string]int{"TransactWriteItems": 1}},
 		{"terminal move of an order that need not succeed", func() error {
-			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 2, From: running,
-				Attempt: 1, To: domain.OrderFailed})
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 2, From: running,
+				Attempt: 1, To: domain.OrderFailed}))
 		}, map[string]int{"TransactWriteItems": 2}},
 		{"refused terminal move", func() error {
-			err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
+			_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running,
 				Attempt: 1, To: domain.OrderFailed})
 			if err == nil {
 				t.Errorf("second terminal move of order 1: got nil, want ErrConflict")
@@ -166,8 +186,24 @@ func TestCallCounts(t *testing.T) {
 			t.Errorf("%s: got calls %v, want %v", st.name, got, st.want)
 		}
 	}
-	if r, err := s.GetRun(t.Context(), run.RunID); err != nil || r.Open != 298 || r.Failed != 1 {
-		t.Errorf("run after two failures: got open %d failed %d (%v), want 298 1", r.Open, r.Failed, err)
+	if r, err := s.GetRun(t.Context(), run.RunID); err != nil || r.Open != 297 || r.Failed != 1 {
+		t.Errorf("run after two failures and a success: got open %d failed %d (%v), want 297 1", r.Open, r.Failed, err)
+	}
+
+	// The last open order of a run: the write that assumed others open fails on that alone,
+	// and the second says LastOpen.
+	small, smallOrders := newRun(1)
+	if err := s.CreateRun(t.Context(), small, smallOrders); err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	rec.take()
+	moved, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: small.RunID, OrderNum: 1, From: running,
+		Attempt: 1, To: domain.OrderSucceeded})
+	if err != nil || !moved.LastOpen {
+		t.Errorf("terminal move of a run's last order: got LastOpen %v (%v), want true", moved.LastOpen, err)
+	}
+	if got := rec.take(); !maps.Equal(got, map[string]int{"TransactWriteItems": 2}) {
+		t.Errorf("terminal move of a run's last order: got calls %v, want 2 TransactWriteItems", got)
 	}
 }
 
@@ -198,7 +234,7 @@ func TestSparseIndexes(t *testing.T) {
 	if _, ok := getItem(t, client, tables.Orders, key(run.RunID, runSK))[attrActiveShard]; !ok {
 		t.Fatalf("a new run has no %s", attrActiveShard)
 	}
-	err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
+	_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
 		From: []domain.OrderStatus{domain.OrderRunning}, Attempt: 1, To: domain.OrderSucceeded})
 	if err != nil {
 		t.Fatalf("UpdateOrder: %v", err)
@@ -275,3 +311,6 @@ func TestCreateTablesTwice(t *testing.T) {
 		t.Errorf("events TTL: got %+v, want enabled on %s", d, attrExpiresAt)
 	}
 }
+
+// errOf drops what a move reported, for callers that want only its error.
+func errOf(_ store.Moved, err error) error { return err }

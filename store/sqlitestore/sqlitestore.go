@@ -71,7 +71,7 @@ const (
 	sqlGetRunState = `SELECT status, reported, record FROM store_runs WHERE run_id = ?`
 	sqlSetRun      = `UPDATE store_runs SET status = ?, reported = ?, record = ? WHERE run_id = ?`
 	sqlCountRun    = `UPDATE store_runs SET open = open - 1, failed = failed + ?, timed_out = timed_out + ?
-		WHERE run_id = ?`
+		WHERE run_id = ? RETURNING open`
 	sqlActiveRuns = `SELECT open, failed, timed_out, record FROM store_runs WHERE reported = 0
 		ORDER BY created_at, run_id LIMIT ?`
 	sqlGetOrder      = `SELECT record FROM store_orders WHERE run_id = ? AND order_num = ?`
@@ -343,19 +343,21 @@ func queryRecords[T any](ctx context.Context, s *Store, op, q string, args ...an
 	return out, nil
 }
 
-// UpdateOrder applies one conditional move in one transaction.
-func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (err error) {
+// UpdateOrder applies one conditional move, with its events and (for a terminal move) the run's
+// counters, in one transaction.
+func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (moved store.Moved, err error) {
 	op := fmt.Sprintf("update order %s/%d to %s", c.RunID, c.OrderNum, c.To)
 	if err := checkChange(c); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return moved, fmt.Errorf("%s: %w", op, err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return storeError(op, err)
+		return moved, storeError(op, err)
 	}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
+			moved = store.Moved{}
 		}
 	}()
 	var (
@@ -364,39 +366,45 @@ func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (err error
 		raw     []byte
 	)
 	if err := s.stmt(ctx, tx, sqlGetOrderState).QueryRowContext(ctx, c.RunID, c.OrderNum).Scan(&status, &attempt, &raw); err != nil {
-		return storeError(op, err)
+		return moved, storeError(op, err)
 	}
 	if !movable(domain.OrderStatus(status), attempt, c) {
-		return conflict(op)
+		return moved, conflict(op)
 	}
 	var o domain.OrderRecord
 	if err := json.Unmarshal(raw, &o); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return moved, fmt.Errorf("%s: %w", op, err)
 	}
 	apply(&o, c)
 	if raw, err = json.Marshal(o); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return moved, fmt.Errorf("%s: %w", op, err)
 	}
 	if _, err := s.stmt(ctx, tx, sqlSetOrder).ExecContext(ctx, string(o.Status), o.Attempt, dueAt(o), raw,
 		c.RunID, c.OrderNum); err != nil {
-		return storeError(op, err)
+		return moved, storeError(op, err)
 	}
 	if c.To.Terminal() {
 		failed, timedOut := countsOf(o)
-		res, err := s.stmt(ctx, tx, sqlCountRun).ExecContext(ctx, failed, timedOut, c.RunID)
+		var open int
+		err := s.stmt(ctx, tx, sqlCountRun).QueryRowContext(ctx, failed, timedOut, c.RunID).Scan(&open)
+		if errors.Is(err, sql.ErrNoRows) {
+			return moved, fmt.Errorf("%s: run: %w", op, store.ErrNotFound)
+		}
 		if err != nil {
-			return storeError(op, err)
+			return moved, storeError(op, err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return storeError(op, err)
-		} else if n == 0 {
-			return fmt.Errorf("%s: run: %w", op, store.ErrNotFound)
-		}
+		moved.LastOpen = open == 0
+	}
+	if err := s.putEvents(ctx, tx, c.Events); err != nil {
+		return moved, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return storeError(op, err)
+		return moved, storeError(op, err)
 	}
-	return nil
+	if c.ReturnOrder {
+		moved.Order = o
+	}
+	return moved, nil
 }
 
 // checkChange refuses changes the port rules out whatever the order's state.
@@ -420,8 +428,8 @@ func movable(status domain.OrderStatus, attempt int, c store.OrderChange) bool {
 // apply writes c's fields into o; zero fields leave o's as they are.
 func apply(o *domain.OrderRecord, c store.OrderChange) {
 	o.Status = c.To
-	if c.SetAttempt != 0 {
-		o.Attempt = c.SetAttempt
+	if c.NextAttempt {
+		o.Attempt++
 	}
 	if c.To.Terminal() {
 		o.DueAt = time.Time{}
@@ -464,7 +472,7 @@ func countsOf(o domain.OrderRecord) (failed, timedOut int) {
 	return 0, 0
 }
 
-// UpdateRun applies one conditional move of a run in one transaction.
+// UpdateRun applies one conditional move of a run, with its events, in one transaction.
 func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) (err error) {
 	op := fmt.Sprintf("update run %s to %s", c.RunID, c.To)
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -501,6 +509,9 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) (err error) {
 	}
 	if _, err := s.stmt(ctx, tx, sqlSetRun).ExecContext(ctx, string(r.Status), boolInt(r.Reported), raw, c.RunID); err != nil {
 		return storeError(op, err)
+	}
+	if err := s.putEvents(ctx, tx, c.Events); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return storeError(op, err)
@@ -554,18 +565,29 @@ func (s *Store) AppendEvents(ctx context.Context, events ...domain.Event) (err e
 			_ = tx.Rollback()
 		}
 	}()
+	if err := s.putEvents(ctx, tx, events); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return storeError(op, err)
+	}
+	return nil
+}
+
+// putEvents writes events inside tx, replacing those with the same key.
+func (s *Store) putEvents(ctx context.Context, tx *sql.Tx, events []domain.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
 	put := s.stmt(ctx, tx, sqlPutEvent)
 	for _, e := range events {
 		raw, err := json.Marshal(e)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return fmt.Errorf("event: %w", err)
 		}
 		if _, err := put.ExecContext(ctx, e.TraceID, e.Epoch, e.OrderName, e.Type, raw); err != nil {
-			return storeError(op, err)
+			return storeError("event", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return storeError(op, err)
 	}
 	return nil
 }

@@ -147,9 +147,9 @@ func BenchmarkUpdateOrder(b *testing.B) {
 		due := time.Now().Add(time.Hour)
 		attempt := 1
 		for b.Loop() {
-			err := s.UpdateOrder(b.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
+			_, err := s.UpdateOrder(b.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
 				From: []domain.OrderStatus{domain.OrderRunning}, Attempt: attempt, To: domain.OrderRunning,
-				SetAttempt: attempt + 1, DueAt: due, StartedAt: due})
+				NextAttempt: true, DueAt: due, StartedAt: due})
 			if err != nil {
 				b.Fatalf("UpdateOrder: %v", err)
 			}
@@ -172,7 +172,7 @@ func BenchmarkUpdateOrder(b *testing.B) {
 				runs = append(runs, run.RunID)
 				b.StartTimer()
 			}
-			err := s.UpdateOrder(b.Context(), store.OrderChange{RunID: runs[len(runs)-1], OrderNum: next%perRun + 1,
+			_, err := s.UpdateOrder(b.Context(), store.OrderChange{RunID: runs[len(runs)-1], OrderNum: next%perRun + 1,
 				From: []domain.OrderStatus{domain.OrderQueued}, Attempt: store.AnyAttempt, To: domain.OrderSucceeded,
 				FinishedAt: time.Now(), ExitCode: new(int)})
 			if err != nil {

@@ -10,7 +10,8 @@
 //   - UpdateOrder and UpdateRun of a missing order or run return store.ErrNotFound;
 //   - a move that the state machine (domain.CanMoveOrder, domain.CanMoveRun) forbids from every
 //     status in From returns store.ErrConflict, like a move from the wrong status;
-//   - events appended twice in one call keep the last.
+//   - events appended twice in one call keep the last;
+//   - Moved.LastOpen is false for every move that is not terminal.
 //
 // Subtests run in parallel, each with its own random run and trace ids, so an adapter may share
 // one backend across them. Two subtests look at the whole store: DueOrders gives its orders due
@@ -60,6 +61,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateRun", testUpdateRun},
 		{"RaceRun", testRaceRun},
 		{"Events", testEvents},
+		{"MoveWithEvents", testMoveWithEvents},
+		{"ReturnOrder", testReturnOrder},
+		{"LastOpen", testLastOpen},
+		{"RunMoveWithEvents", testRunMoveWithEvents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,7 +138,7 @@ func getOrder(t *testing.T, s store.Store, runID string, num int) domain.OrderRe
 
 func update(t *testing.T, s store.Store, c store.OrderChange) {
 	t.Helper()
-	if err := s.UpdateOrder(t.Context(), c); err != nil {
+	if _, err := s.UpdateOrder(t.Context(), c); err != nil {
 		t.Fatalf("UpdateOrder %s/%d %v→%s: %v", c.RunID, c.OrderNum, c.From, c.To, err)
 	}
 }
@@ -329,7 +334,7 @@ func testCreateRunTwice(t *testing.T, s store.Store) {
 
 	// The run's orders progress; a retried intake must not reset them or the run.
 	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: []domain.OrderStatus{domain.OrderQueued},
-		Attempt: 0, To: domain.OrderRunning, SetAttempt: 1, DueAt: time.Now().Add(time.Hour), StartedAt: time.Now()})
+		Attempt: 0, To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now().Add(time.Hour), StartedAt: time.Now()})
 	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 2, From: []domain.OrderStatus{domain.OrderQueued},
 		Attempt: store.AnyAttempt, To: domain.OrderFailed, FinishedAt: time.Now()})
 	updateRun(t, s, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunRunning})
@@ -378,8 +383,8 @@ func testNotFound(t *testing.T, s store.Store) {
 		t.Errorf("GetOrders with a missing order: got %v, want ErrNotFound", err)
 	}
 	for _, to := range []domain.OrderStatus{domain.OrderRunning, domain.OrderSucceeded} {
-		err := s.UpdateOrder(ctx, store.OrderChange{RunID: run.RunID, OrderNum: 2,
-			From: []domain.OrderStatus{domain.OrderQueued}, Attempt: store.AnyAttempt, To: to, SetAttempt: 1,
+		_, err := s.UpdateOrder(ctx, store.OrderChange{RunID: run.RunID, OrderNum: 2,
+			From: []domain.OrderStatus{domain.OrderQueued}, Attempt: store.AnyAttempt, To: to, NextAttempt: true,
 			DueAt: time.Now()})
 		if !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("UpdateOrder of a missing order to %s: got %v, want ErrNotFound", to, err)
@@ -404,18 +409,18 @@ func testWrongStatus(t *testing.T, s store.Store) {
 	changes := []store.OrderChange{
 		// from the wrong status
 		{OrderNum: 1, From: []domain.OrderStatus{domain.OrderQueued, domain.OrderRunning}, Attempt: store.AnyAttempt,
-			To: domain.OrderRunning, SetAttempt: 1, DueAt: time.Now()},
+			To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now()},
 		{OrderNum: 1, From: []domain.OrderStatus{domain.OrderRunning}, Attempt: store.AnyAttempt,
 			To: domain.OrderFailed, Reason: "nope"},
 		// a move the state machine forbids, from the status the order is in
 		{OrderNum: 2, From: []domain.OrderStatus{domain.OrderRunning}, Attempt: store.AnyAttempt,
 			To: domain.OrderWaiting, DueAt: time.Now()},
 		{OrderNum: 1, From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt,
-			To: domain.OrderRunning, SetAttempt: 1, DueAt: time.Now()},
+			To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now()},
 	}
 	for i, c := range changes {
 		c.RunID = run.RunID
-		if err := s.UpdateOrder(t.Context(), c); !errors.Is(err, store.ErrConflict) {
+		if _, err := s.UpdateOrder(t.Context(), c); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("change %d (%v→%s): got %v, want ErrConflict", i, c.From, c.To, err)
 		}
 	}
@@ -430,13 +435,13 @@ func testAttempt(t *testing.T, s store.Store) {
 	create(t, s, run, orders)
 	running := []domain.OrderStatus{domain.OrderRunning}
 
-	err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 2,
+	_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 2,
 		To: domain.OrderSucceeded})
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("finish with a stale attempt: got %v, want ErrConflict", err)
 	}
-	err = s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 0,
-		To: domain.OrderRunning, SetAttempt: 1, DueAt: time.Now()})
+	_, err = s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 0,
+		To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now()})
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("attempt 0 is a value, not a wildcard: got %v, want ErrConflict", err)
 	}
@@ -453,7 +458,7 @@ func testAttempt(t *testing.T, s store.Store) {
 	}
 	// Attempt 0 is checked too: a queued order that was never claimed.
 	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 3, From: []domain.OrderStatus{domain.OrderQueued},
-		Attempt: 0, To: domain.OrderRunning, SetAttempt: 1, DueAt: time.Now()})
+		Attempt: 0, To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now()})
 	if got := getOrder(t, s, run.RunID, 3); got.Status != domain.OrderRunning || got.Attempt != 1 {
 		t.Errorf("order 3: got %s attempt %d, want running attempt 1", got.Status, got.Attempt)
 	}
@@ -480,7 +485,7 @@ func testMoves(t *testing.T, s store.Store) {
 	sameOrder(t, "queued→queued", getOrder(t, s, run.RunID, 1), want)
 
 	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: []domain.OrderStatus{domain.OrderQueued},
-		Attempt: 0, To: domain.OrderRunning, SetAttempt: 1, DueAt: base.Add(time.Hour), StartedAt: base})
+		Attempt: 0, To: domain.OrderRunning, NextAttempt: true, DueAt: base.Add(time.Hour), StartedAt: base})
 	want.Status, want.Attempt, want.DueAt, want.StartedAt = domain.OrderRunning, 1, base.Add(time.Hour), base
 	sameOrder(t, "queued→running", getOrder(t, s, run.RunID, 1), want)
 	sameRun(t, "after non-terminal moves", getRun(t, s, run.RunID), run)
@@ -558,7 +563,7 @@ func testTerminalIsFinal(t *testing.T, s store.Store) {
 	wantRun := getRun(t, s, run.RunID)
 
 	for _, to := range all {
-		err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: all,
+		_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: all,
 			Attempt: store.AnyAttempt, To: to, DueAt: time.Now(), Reason: "again"})
 		if !errors.Is(err, store.ErrConflict) {
 			t.Errorf("move of a succeeded order to %s: got %v, want ErrConflict", to, err)
@@ -621,9 +626,9 @@ func testRaceOrder(t *testing.T, s store.Store) {
 	finished := 0
 	for num := 1; num <= raceRounds; num++ {
 		errs := race(n, func(i int) error {
-			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: num,
-				From: []domain.OrderStatus{domain.OrderQueued}, Attempt: 0, To: domain.OrderRunning, SetAttempt: 1,
-				DueAt: claim.Add(time.Hour), StartedAt: claim.Add(time.Duration(i) * time.Second)})
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: num,
+				From: []domain.OrderStatus{domain.OrderQueued}, Attempt: 0, To: domain.OrderRunning, NextAttempt: true,
+				DueAt: claim.Add(time.Hour), StartedAt: claim.Add(time.Duration(i) * time.Second)}))
 		})
 		w := oneWinner(t, fmt.Sprintf("claim of order %d", num), errs)
 		got := getOrder(t, s, run.RunID, num)
@@ -637,9 +642,9 @@ func testRaceOrder(t *testing.T, s store.Store) {
 		finished++
 
 		errs = race(n, func(i int) error {
-			return s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: num,
+			return errOf(s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: num,
 				From: []domain.OrderStatus{domain.OrderRunning}, Attempt: 1, To: domain.OrderFailed,
-				Reason: fmt.Sprintf("result %d", i)})
+				Reason: fmt.Sprintf("result %d", i)}))
 		})
 		w = oneWinner(t, fmt.Sprintf("finish of order %d", num), errs)
 		if got := getOrder(t, s, run.RunID, num); got.Status != domain.OrderFailed || got.Reason != fmt.Sprintf("result %d", w) {
@@ -674,7 +679,7 @@ func testDueOrders(t *testing.T, s store.Store) {
 		// Leave nothing due in this hour for a later run of the suite on the same backend.
 		ctx := context.WithoutCancel(t.Context())
 		for _, o := range append(slices.Clone(a), b...) {
-			_ = s.UpdateOrder(ctx, store.OrderChange{RunID: o.RunID, OrderNum: o.OrderNum,
+			_, _ = s.UpdateOrder(ctx, store.OrderChange{RunID: o.RunID, OrderNum: o.OrderNum,
 				From:    []domain.OrderStatus{domain.OrderWaiting, domain.OrderQueued, domain.OrderRunning},
 				Attempt: store.AnyAttempt, To: domain.OrderSkipped})
 		}
@@ -892,5 +897,177 @@ func sameEvents(t *testing.T, what string, got, want []domain.Event) {
 		if d := diff(got[i], want[i]); len(d) > 0 {
 			t.Errorf("%s[%d]: event differs:\n%v", what, i, d)
 		}
+	}
+}
+
+// errOf drops what a move reported, for callers that want only its error.
+func errOf(_ store.Moved, err error) error { return err }
+
+// stateEvent is an order_state event of order num of run.
+func stateEvent(run domain.Run, num int, epoch int64, status string) domain.Event {
+	return domain.Event{TraceID: run.TraceID, RunID: run.RunID, OrderName: "order-" + domain.OrderNumString(num),
+		OrderNum: num, Epoch: epoch, Type: domain.EventOrderState, Status: status, Time: time.Unix(0, epoch)}
+}
+
+// testMoveWithEvents: a move's events are written with it, and a refused move writes none.
+func testMoveWithEvents(t *testing.T, s store.Store) {
+	run, orders := newRun(2)
+	create(t, s, run, orders)
+	queued := []domain.OrderStatus{domain.OrderQueued}
+	claim := stateEvent(run, 1, 100, "running")
+	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: queued, Attempt: 0, To: domain.OrderRunning,
+		NextAttempt: true, DueAt: time.Now(), Events: []domain.Event{claim}})
+	// A refused move (order 1 is no longer queued) writes none of its events.
+	_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: queued, Attempt: 0,
+		To: domain.OrderRunning, NextAttempt: true, DueAt: time.Now(), Events: []domain.Event{stateEvent(run, 1, 150, "refused")}})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second claim: got %v, want ErrConflict", err)
+	}
+	// A terminal move carries several events; one replaces an event stored before.
+	replaced := claim
+	replaced.Details = "attempt 1"
+	end := stateEvent(run, 1, 300, "succeeded")
+	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: []domain.OrderStatus{domain.OrderRunning},
+		Attempt: 1, To: domain.OrderSucceeded, Events: []domain.Event{replaced, end}})
+	// A refused terminal move writes nothing either.
+	_, err = s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: []domain.OrderStatus{domain.OrderRunning},
+		Attempt: 1, To: domain.OrderFailed, Events: []domain.Event{stateEvent(run, 1, 400, "refused")}})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second terminal move: got %v, want ErrConflict", err)
+	}
+	got, err := s.ListEvents(t.Context(), run.TraceID)
+	if err != nil {
+		t.Fatalf("ListEvents: %v", err)
+	}
+	want := []domain.Event{replaced, end}
+	if len(got) != len(want) {
+		t.Fatalf("events: got %d %+v, want %d %+v", len(got), got, len(want), want)
+	}
+	for i := range want {
+		if got[i].Epoch != want[i].Epoch || got[i].Status != want[i].Status || got[i].Details != want[i].Details ||
+			got[i].OrderName != want[i].OrderName || got[i].OrderNum != want[i].OrderNum {
+			t.Errorf("event %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if r := getRun(t, s, run.RunID); r.Open != 1 {
+		t.Errorf("run open after one terminal move: got %d, want 1", r.Open)
+	}
+}
+
+// testReturnOrder: a move asked for its order returns the order as stored after the move, the
+// next attempt counted from the stored one, with or without events.
+func testReturnOrder(t *testing.T, s store.Store) {
+	run, orders := newRun(3)
+	orders[1].Status, orders[1].Attempt = domain.OrderRunning, 4
+	create(t, s, run, orders)
+	start := time.Now().Truncate(Precision)
+	for _, tc := range []struct {
+		num         int
+		from        domain.OrderStatus
+		wantAttempt int
+		events      []domain.Event
+	}{
+		{1, domain.OrderQueued, 1, nil},
+		{2, domain.OrderRunning, 5, nil},
+		{3, domain.OrderQueued, 1, []domain.Event{stateEvent(run, 3, 10, "running")}},
+	} {
+		moved, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: tc.num,
+			From: []domain.OrderStatus{tc.from}, Attempt: store.AnyAttempt, To: domain.OrderRunning, NextAttempt: true,
+			StartedAt: start, DueAt: start.Add(time.Hour), Events: tc.events, ReturnOrder: true})
+		if err != nil {
+			t.Fatalf("claim of order %d: %v", tc.num, err)
+		}
+		stored := getOrder(t, s, run.RunID, tc.num)
+		sameOrder(t, fmt.Sprintf("order %d returned by its claim", tc.num), moved.Order, stored)
+		if moved.Order.Status != domain.OrderRunning || moved.Order.Attempt != tc.wantAttempt ||
+			!moved.Order.StartedAt.Truncate(Precision).Equal(start) || moved.Order.OrderName != orders[tc.num-1].OrderName {
+			t.Errorf("order %d returned by its claim: got %s attempt %d started %v, want running attempt %d started %v",
+				tc.num, moved.Order.Status, moved.Order.Attempt, moved.Order.StartedAt, tc.wantAttempt, start)
+		}
+		if moved.LastOpen {
+			t.Errorf("claim of order %d: LastOpen is true for a move that is not terminal", tc.num)
+		}
+	}
+	moved, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1,
+		From: []domain.OrderStatus{domain.OrderRunning}, Attempt: 1, To: domain.OrderSucceeded})
+	if err != nil {
+		t.Fatalf("finish of order 1: %v", err)
+	}
+	if moved.Order.RunID != "" {
+		t.Errorf("a move that did not ask for its order returned %+v", moved.Order)
+	}
+}
+
+// testLastOpen: of the orders of a run ending at once, exactly the one that ends the last open
+// order learns it, whatever the counters it bumps.
+func testLastOpen(t *testing.T, s store.Store) {
+	const n = 6
+	run, orders := newRun(n + 1)
+	orders[n].Status, orders[n].DueAt = domain.OrderSucceeded, time.Time{} // ended before: not open
+	run.Open = n
+	for i := range n {
+		orders[i].Status, orders[i].Attempt = domain.OrderRunning, 1
+		orders[i].MustSucceed = i%2 == 0
+	}
+	create(t, s, run, orders)
+	var mu sync.Mutex
+	last := 0
+	errs := race(n, func(i int) error {
+		to := domain.OrderSucceeded
+		if i%3 == 1 {
+			to = domain.OrderFailed
+		}
+		moved, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: i + 1,
+			From: []domain.OrderStatus{domain.OrderRunning}, Attempt: 1, To: to,
+			Events: []domain.Event{stateEvent(run, i+1, int64(1000+i), string(to))}})
+		if moved.LastOpen {
+			mu.Lock()
+			last++
+			mu.Unlock()
+		}
+		return err
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("terminal move of order %d: %v", i+1, err)
+		}
+	}
+	if last != 1 {
+		t.Errorf("terminal moves that reported LastOpen: got %d, want exactly 1", last)
+	}
+	r := getRun(t, s, run.RunID)
+	wantFailed := 0
+	for i := range n {
+		if i%3 == 1 && i%2 == 0 {
+			wantFailed++
+		}
+	}
+	if r.Open != 0 || r.Failed != wantFailed {
+		t.Errorf("run after every order ended: got open %d failed %d, want 0 and %d", r.Open, r.Failed, wantFailed)
+	}
+}
+
+// testRunMoveWithEvents: a run's move writes its events with it; a refused one writes none.
+func testRunMoveWithEvents(t *testing.T, s store.Store) {
+	run, orders := newRun(1)
+	create(t, s, run, orders)
+	done := domain.Event{TraceID: run.TraceID, RunID: run.RunID, Epoch: 500, Type: domain.EventJobCompleted,
+		Status: string(domain.RunFailed), Time: time.Unix(0, 500)}
+	refused := store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunRunning}, To: domain.RunFailed,
+		Events: []domain.Event{done}}
+	if err := s.UpdateRun(t.Context(), refused); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("move from the wrong status: got %v, want ErrConflict", err)
+	}
+	if got, err := s.ListEvents(t.Context(), run.TraceID); err != nil || len(got) != 0 {
+		t.Fatalf("events after a refused move: got %+v (%v), want none", got, err)
+	}
+	updateRun(t, s, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunFailed,
+		FinishedAt: time.Now(), Events: []domain.Event{done}})
+	got, err := s.ListEvents(t.Context(), run.TraceID)
+	if err != nil || len(got) != 1 || got[0].Type != domain.EventJobCompleted || got[0].Status != string(domain.RunFailed) {
+		t.Fatalf("events after the move: got %+v (%v), want the job_completed event", got, err)
+	}
+	if r := getRun(t, s, run.RunID); r.Status != domain.RunFailed {
+		t.Errorf("run after the move: got %s, want failed", r.Status)
 	}
 }
