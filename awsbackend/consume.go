@@ -13,8 +13,9 @@ import (
 
 // DeleteDelay bounds how long a handled message waits for others to share its delete. It is far
 // below every queue's visibility timeout (a minute at least), so waiting never lets a handled
-// message come back.
-const DeleteDelay = time.Second
+// message come back; and a message whose delete a crash lost comes back to a no-op (every move
+// is conditional). Long enough for a queue handling one message a second to delete ten a call.
+const DeleteDelay = 5 * time.Second
 
 // Deleter deletes handled messages of one queue in batches: SQS bills a DeleteMessageBatch of ten
 // receipts as one request, as it does a delete of one. Receipts wait until ten are pending or the
