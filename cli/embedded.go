@@ -152,11 +152,11 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 		return results.Send(ctx, queues.Outgoing{Body: body})
 	}
 	baseURL := func() string { return s.BaseURL }
-	internal, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "internal", folderblobs.Options{BaseURL: baseURL, Notify: notify})
+	internal, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "internal", folderblobs.Options{BaseURL: baseURL, Notify: notify, Inline: db})
 	if err != nil {
 		return fail(err)
 	}
-	done, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "done", folderblobs.Options{BaseURL: baseURL})
+	done, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "done", folderblobs.Options{BaseURL: baseURL, Inline: db})
 	if err != nil {
 		return fail(err)
 	}

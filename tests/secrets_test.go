@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,9 +102,10 @@ func secretsJob(t *testing.T, cmdsBefore ...string) []byte {
 // leakScan is what a search of a data folder looked at, by kind.
 type leakScan map[string]int
 
-// requireNoValues searches every file under root, and every entry of every zip decompressed,
-// for each secret value (as it is, and in base64), and fails for each one found. It returns
-// what it searched, so the caller can check the search covered what it must.
+// requireNoValues searches every file under root, every object the data folder's database
+// keeps as a row (folderblobs.Table), and every entry of every zip among them decompressed, for
+// each secret value (as it is, and in base64), and fails for each one found. It returns what it
+// searched, so the caller can check the search covered what it must.
 func requireNoValues(t *testing.T, root string) leakScan {
 	t.Helper()
 	var needles [][]byte
@@ -117,6 +120,41 @@ func requireNoValues(t *testing.T, root string) leakScan {
 		}
 	}
 	seen := leakScan{}
+	// search looks at one file or object: rel is its path under root (for an object kept as a
+	// row, the path its file would have), which tells its kind.
+	search := func(where, rel string, data []byte) {
+		find(where, data)
+		seen[kindOf(rel)]++
+		if !bytes.HasPrefix(data, []byte("PK\x03\x04")) {
+			return
+		}
+		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Errorf("%s: %v", where, err)
+			return
+		}
+		for _, f := range zr.File {
+			rc, err := f.Open()
+			if err != nil {
+				t.Errorf("%s entry %s: %v", where, f.Name, err)
+				continue
+			}
+			body, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+			rc.Close()
+			if err != nil {
+				t.Errorf("%s entry %s: %v", where, f.Name, err)
+				continue
+			}
+			find(where+" entry "+f.Name, body)
+			seen["zip entry"]++
+			if f.Name == bundle.SealedName {
+				seen["sealed file"]++
+				if !bytes.Contains(body, []byte("ENC[AES256_GCM,")) {
+					t.Errorf("%s entry %s is not a SOPS document", where, f.Name)
+				}
+			}
+		}
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // a temporary file that went while the folder was walked
@@ -133,42 +171,50 @@ func requireNoValues(t *testing.T, root string) leakScan {
 		}
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
-		find(rel, data)
-		seen[kindOf(rel)]++
-		if bytes.HasPrefix(data, []byte("PK\x03\x04")) {
-			zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-			if err != nil {
-				t.Errorf("%s: %v", rel, err)
-				return nil
-			}
-			for _, f := range zr.File {
-				rc, err := f.Open()
-				if err != nil {
-					t.Errorf("%s entry %s: %v", rel, f.Name, err)
-					continue
-				}
-				body, err := io.ReadAll(io.LimitReader(rc, 256<<20))
-				rc.Close()
-				if err != nil {
-					t.Errorf("%s entry %s: %v", rel, f.Name, err)
-					continue
-				}
-				find(rel+" entry "+f.Name, body)
-				seen["zip entry"]++
-				if f.Name == bundle.SealedName {
-					seen["sealed file"]++
-					if !bytes.Contains(body, []byte("ENC[AES256_GCM,")) {
-						t.Errorf("%s entry %s is not a SOPS document", rel, f.Name)
-					}
-				}
-			}
-		}
+		search(rel, rel, data)
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("search %s: %v", root, err)
 	}
+	for _, o := range blobRows(t, root) {
+		search("iac-ci.db: "+o.bucket+" object "+o.key, path.Join("blobs", o.bucket, o.key), o.body)
+	}
 	return seen
+}
+
+// blobRow is an object the embedded engine keeps as a row of its database.
+type blobRow struct {
+	bucket, key string
+	body        []byte
+}
+
+// blobRows reads every object kept as a row in the database of the data folder data, opened
+// read-only (the engine may be running: it keeps writing meanwhile).
+func blobRows(t *testing.T, data string) []blobRow {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "iac-ci.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), "SELECT bucket, key, body FROM "+folderblobs.Table+" ORDER BY bucket, key")
+	if err != nil {
+		t.Fatalf("read the blob table: %v", err)
+	}
+	defer rows.Close()
+	var out []blobRow
+	for rows.Next() {
+		var o blobRow
+		if err := rows.Scan(&o.bucket, &o.key, &o.body); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // kindOf names what a file under the data folder is.
@@ -216,10 +262,17 @@ func requireNoValueIn(t *testing.T, where, text string) {
 	}
 }
 
-// internalBlob reads an object of the internal bucket of a data folder.
+// internalBlob reads an object of the internal bucket of a data folder, as the engine keeps it:
+// a file, or a row of its database. The engine may be running; they share the database as two
+// processes may.
 func internalBlob(t *testing.T, data, key string) []byte {
 	t.Helper()
-	b, err := folderblobs.New(filepath.Join(data, "blobs"), "internal", folderblobs.Options{})
+	db, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b, err := folderblobs.New(filepath.Join(data, "blobs"), "internal", folderblobs.Options{Inline: db})
 	if err != nil {
 		t.Fatal(err)
 	}

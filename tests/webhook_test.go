@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 )
 
@@ -98,8 +99,8 @@ func TestWebhookEnvelopeAndYAML(t *testing.T) {
 	}
 }
 
-// requireNothingStored stops the server and checks that its data folder holds no request, no
-// run and no queued message.
+// requireNothingStored stops the server and checks that its data folder holds no request (as
+// a file or as a row of the blob table), no run and no queued message.
 func requireNothingStored(t *testing.T, s *server) {
 	t.Helper()
 	s.stop()
@@ -112,6 +113,23 @@ func requireNothingStored(t *testing.T, s *server) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	// The server made the table when it opened its buckets, so an empty one means nothing was
+	// stored rather than nowhere to look.
+	rows, err := db.Query("SELECT bucket, key FROM " + folderblobs.Table)
+	if err != nil {
+		t.Fatalf("read the blob table: %v", err)
+	}
+	for rows.Next() {
+		var bucket, key string
+		if err := rows.Scan(&bucket, &key); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("object stored in the blob table: %s/%s", bucket, key)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
 	for _, table := range tablesLike(t, db, "queue_%") {
 		var n int
 		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {

@@ -1,25 +1,51 @@
-// Package folderblobs is the embedded adapter of the blob port: each bucket is a folder, each
-// object a file inside it. A key's first two segments are folders and the rest is one file name
-// (its slashes escaped), so "callbacks/<run>/0001/1/result.json" is the file "0001%2F1%2Fresult.json"
-// in the folder callbacks/<run>: a run's objects share one folder, and writing one costs no new
-// folders (making a folder costs as much as writing a small file on common file systems).
-// Writes are atomic (a temporary file in the same folder, then renamed over the object), so a
-// reader sees the old object or the new one, never part of one, and a crash leaves no partial
-// object behind. Unlike S3, a key of one or two segments cannot name an object and also be the
-// folder of others: with "a/b" stored, a Put of "a" or of "a/b/c" fails, and the other way round.
+// Package folderblobs is the embedded adapter of the blob port. Each bucket is a folder, and
+// each object a file inside it; or, when Options.Inline names a database, an object of up to
+// Options.InlineMax bytes is a row of that database's table blob_objects instead, and only
+// larger ones are files.
+//
+// Why rows: on the disks this project is measured on (ext4 on a virtual disk), creating a file
+// costs 200-400 µs of kernel time, while a rename, unlink, open or read costs 5-20 µs and
+// inserting a row into an SQLite database in WAL mode tens of µs. Every order leaves several
+// small objects (its bundle, its stripped bundle, its log, its result; its run a request and a
+// done object), so creating files weighed on the embedded engine: with its data folder on tmpfs,
+// where creating a file is cheap, a 1000-order fan-out took 2.2 s instead of 3.3 s and one hop of
+// a chain 3.2 ms instead of 7 ms. The embedded engine already has a database open for its queues
+// and store, so it keeps small objects there, and large ones (long logs, big bundles), whose
+// writing outweighs creating their file, as files.
+//
+// Files: a key's first two segments are folders and the rest is one file name (its slashes
+// escaped), so "callbacks/<run>/0001/1/result.json" is the file "0001%2F1%2Fresult.json" in the
+// folder callbacks/<run>: a run's objects share one folder, and writing one costs no new folders
+// (making a folder costs as much as writing a small file on common file systems). Writes are
+// atomic (a temporary file in the same folder, then renamed over the object), so a reader sees
+// the old object or the new one, never part of one, and a crash leaves no partial object behind.
+//
+// Rows are written in one statement, so they are atomic too. A key is a row or a file, never
+// both for long: a Put of a small body stores the row and then removes a file of that key, one
+// of a large body renames its file into place and deletes the row, both under the database's
+// write lock, so that concurrent writers (in one process or several sharing the folder and the
+// database) leave exactly one copy, the last writer's. A reader looks for the row, then the
+// file, and when it finds neither looks again under the write lock, so it never misses an object
+// that turns from one into the other meanwhile.
+//
+// Unlike S3, a key of one or two segments cannot name an object and also be the folder of
+// others: with "a/b" stored, a Put of "a" or of "a/b/c" fails, and the other way round. The
+// folders make this so for files; rows follow the same rule (checked against rows and files
+// under the write lock), so a bucket accepts the same keys whether it keeps rows or not.
 //
 // Presigned URLs are served by Handler under /blobs/{bucket}/{key...} and carry an expiry and an
 // HMAC-SHA256 signature over the method, bucket, key and expiry. The signing key lives in the
 // data folder (unless given), so URLs handed to running orders survive a restart.
 //
 // A Put of a result key (blobs.IsResultKey), through the API or a presigned URL, calls
-// Options.Notify with the S3 event notification S3 would send, so the results queue sees the
-// same message as in the AWS deployment.
+// Options.Notify with the S3 event notification S3 would send, once the object is stored, so
+// the results queue sees the same message as in the AWS deployment.
 package folderblobs
 
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -64,10 +90,22 @@ type Options struct {
 	// Logger receives what Handler cannot tell its client (server-side failures); slog.Default
 	// when nil.
 	Logger *slog.Logger
+	// Inline, when set, keeps objects of up to InlineMax bytes as rows of the table
+	// blob_objects (see Table) in this SQLite database, created if missing, and only larger ones
+	// as files. The buckets of one folder may share a database (their rows are told apart by
+	// bucket name), and so may processes sharing the folder. A Bucket runs plain statements and
+	// short transactions of its own on the database, so it must not be called from inside a
+	// transaction of the same *sql.DB when that has a single connection, as internal/sqlitedb's
+	// has: it would wait for itself. Rows are as durable as the database (Sync applies to files
+	// only). When nil, every object is a file.
+	Inline *sql.DB
+	// InlineMax is the size in bytes of the largest object kept as a row when Inline is set;
+	// DefaultInlineMax when zero.
+	InlineMax int
 }
 
-// Bucket is one bucket, kept in a folder. It implements blobs.Bucket and is safe for
-// concurrent use, also by several processes sharing the folder.
+// Bucket is one bucket, kept in a folder (and a table). It implements blobs.Bucket and is safe
+// for concurrent use, also by several processes sharing the folder (and the database).
 type Bucket struct {
 	name    string
 	root    string
@@ -78,6 +116,10 @@ type Bucket struct {
 	maxBody int64
 	log     *slog.Logger
 	sync    bool
+	// db keeps objects of up to inlineMax bytes as rows; nil when every object is a file.
+	db        *sql.DB
+	st        *statements
+	inlineMax int64
 }
 
 var _ blobs.Bucket = (*Bucket)(nil)
@@ -86,10 +128,14 @@ var _ blobs.Bucket = (*Bucket)(nil)
 // starting with a letter or digit, so a name is always one safe folder name.
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
-// New opens (creating if needed) the bucket named bucket in the folder <dir>/<bucket>.
+// New opens (creating if needed) the bucket named bucket in the folder <dir>/<bucket>, and the
+// table of Options.Inline when it is set.
 func New(dir, bucket string, opts Options) (*Bucket, error) {
 	if !bucketName.MatchString(bucket) {
 		return nil, fmt.Errorf("bucket name %q: want 1 to 63 lower-case letters, digits, dots or hyphens, starting with a letter or digit", bucket)
+	}
+	if opts.InlineMax < 0 {
+		return nil, fmt.Errorf("open bucket %s: InlineMax %d is negative", bucket, opts.InlineMax)
 	}
 	root := filepath.Join(dir, bucket)
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -125,6 +171,16 @@ func New(dir, bucket string, opts Options) (*Bucket, error) {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
+	if opts.Inline != nil {
+		b.db, b.inlineMax = opts.Inline, int64(opts.InlineMax)
+		if b.inlineMax == 0 {
+			b.inlineMax = DefaultInlineMax
+		}
+		var err error
+		if b.st, err = prepare(b.db); err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+		}
+	}
 	return b, nil
 }
 
@@ -133,7 +189,16 @@ func (b *Bucket) Name() string { return b.name }
 
 // Put stores body under key and, for a result key, notifies.
 func (b *Bucket) Put(ctx context.Context, key string, body []byte) error {
-	if _, err := b.store(key, bytes.NewReader(body)); err != nil {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	var err error
+	if b.inlines(int64(len(body))) {
+		err = b.putRow(ctx, key, body)
+	} else {
+		_, err = b.putFile(ctx, key, bytes.NewReader(body))
+	}
+	if err != nil {
 		return err
 	}
 	return b.notifyCreated(ctx, key, int64(len(body)))
@@ -144,15 +209,101 @@ func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey(key); err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	body, err := os.ReadFile(b.path(key))
+	body, f, err := b.lookup(ctx, key)
 	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if f == nil {
+		return body, nil
+	}
+	defer f.Close()
+	// An object's file never changes once in place (a Put renames another over it), so its size
+	// is its body's.
+	var buf bytes.Buffer
+	if fi, err := f.Stat(); err == nil {
+		buf.Grow(int(fi.Size()) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, mapError(err))
 	}
-	return body, nil
+	return buf.Bytes(), nil
 }
 
-// List returns every key that starts with prefix, sorted.
+// lookup finds key's object: its body when it is a row, or its file, open, when it is a file;
+// blobs.ErrNotFound when neither exists. A Put that turns a file into a row removes the file only
+// once the row is stored, and one that turns a row into a file deletes the row only once the file
+// is in place, but between a look for the row and one for the file the object may turn from a
+// file into a row. So a miss of both is checked again under the database's write lock, under
+// which no object turns.
+func (b *Bucket) lookup(ctx context.Context, key string) ([]byte, *os.File, error) {
+	if b.db == nil {
+		f, err := openObject(b.path(key))
+		return nil, f, err
+	}
+	body, f, err := b.lookupIn(ctx, nil, key)
+	if !errors.Is(err, blobs.ErrNotFound) {
+		return body, f, err
+	}
+	err = b.locked(ctx, func(tx *sql.Tx) error {
+		body, f, err = b.lookupIn(ctx, tx, key)
+		return err
+	})
+	return body, f, err
+}
+
+// lookupIn looks for key's row (inside tx when it is not nil), then for its file.
+func (b *Bucket) lookupIn(ctx context.Context, tx *sql.Tx, key string) ([]byte, *os.File, error) {
+	body, err := b.getRow(ctx, tx, key)
+	if !errors.Is(err, blobs.ErrNotFound) {
+		return body, nil, err
+	}
+	f, err := openObject(b.path(key))
+	return nil, f, err
+}
+
+// openObject opens the object file at path: blobs.ErrNotFound when there is none, or a folder.
+func openObject(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.IsDir() {
+		err = blobs.ErrNotFound
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// List returns every key that starts with prefix, sorted. With Inline set, it reads the rows and
+// walks the folder under the database's write lock, so that no object turns from a row into a
+// file or back meanwhile (and is missed by both); writers of the database wait for the walk.
 func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
+	if b.db == nil {
+		return b.listFiles(ctx, prefix)
+	}
+	var keys []string
+	err := b.locked(ctx, func(tx *sql.Tx) error {
+		rows, err := b.listRows(ctx, tx, prefix)
+		if err != nil {
+			return err
+		}
+		files, err := b.listFiles(ctx, prefix)
+		keys = append(rows, files...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// listFiles returns the keys of the files that start with prefix, sorted.
+func (b *Bucket) listFiles(ctx context.Context, prefix string) ([]string, error) {
 	// Walk only the deepest folder the prefix names (a key's first two segments are folders). A
 	// prefix whose folder part is no valid key matches no key, and must not lead the walk out of
 	// the bucket.
@@ -194,11 +345,26 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
-// Delete removes the object under key, and the folders it leaves empty.
+// Delete removes the object under key, and the folders it leaves empty. With Inline set, the file
+// goes first, then the row: the file behind a row can be a stale one (see putFile), and must not
+// show once the row is gone.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
+	if err := b.deleteFile(key); err != nil {
+		return err
+	}
+	if b.db != nil {
+		if err := b.deleteRow(ctx, key); err != nil {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// deleteFile removes key's file, if any, and the folders it leaves empty.
+func (b *Bucket) deleteFile(key string) error {
 	path := b.path(key)
 	// A folder at the key's path holds other objects; the object itself does not exist.
 	if fi, err := os.Lstat(path); err != nil || fi.IsDir() {
@@ -229,11 +395,32 @@ func (b *Bucket) prune(dir string) {
 // with it, so List can tell a write in progress (or one a crash cut short) from an object.
 const tempPrefix = ".put-"
 
-// store writes r to key atomically and returns how many bytes it wrote.
-func (b *Bucket) store(key string, r io.Reader) (int64, error) {
-	if err := checkKey(key); err != nil {
-		return 0, fmt.Errorf("put: %w", err)
+// inlines reports whether an object of size bytes is kept as a row.
+func (b *Bucket) inlines(size int64) bool { return b.db != nil && size <= b.inlineMax }
+
+// store writes r to the valid key atomically, as a row when it is small enough, and returns how
+// many bytes it wrote. It reads no more than InlineMax+1 bytes before it knows which.
+func (b *Bucket) store(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if b.db != nil {
+		head, err := io.ReadAll(io.LimitReader(r, b.inlineMax+1))
+		if err != nil {
+			return 0, fmt.Errorf("put %s: %w", key, err)
+		}
+		if b.inlines(int64(len(head))) {
+			return int64(len(head)), b.putRow(ctx, key, head)
+		}
+		r = io.MultiReader(bytes.NewReader(head), r)
 	}
+	return b.putFile(ctx, key, r)
+}
+
+// putFile writes r to the valid key's file atomically and returns how many bytes it wrote. With
+// Inline set, the file is renamed into place under the database's write lock, after checking that
+// no row clashes with the key and before deleting the key's row, so that a concurrent putRow
+// cannot remove the new file (see putRow). A crash between the rename and the commit leaves the
+// old row in front of the new file: the object is the old one, as the Put never returned, and the
+// next Put or Delete of the key removes the stale file.
+func (b *Bucket) putFile(ctx context.Context, key string, r io.Reader) (int64, error) {
 	path := b.path(key)
 	f, err := createTemp(filepath.Dir(path))
 	if err != nil {
@@ -241,7 +428,22 @@ func (b *Bucket) store(key string, r io.Reader) (int64, error) {
 	}
 	n, err := write(f, r, b.sync)
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		if b.db == nil {
+			err = os.Rename(f.Name(), path)
+		} else {
+			// Once the file is in place, the Put completes even if its caller gives up.
+			ctx := context.WithoutCancel(ctx)
+			err = b.locked(ctx, func(tx *sql.Tx) error {
+				if err := b.rowClash(ctx, tx, key); err != nil {
+					return err
+				}
+				if err := os.Rename(f.Name(), path); err != nil {
+					return err
+				}
+				_, err := tx.StmtContext(ctx, b.st.deleteRow).ExecContext(ctx, b.name, key)
+				return err
+			})
+		}
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())

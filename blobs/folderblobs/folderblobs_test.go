@@ -37,14 +37,29 @@ func serve(t *testing.T, dir, name string, opts folderblobs.Options) (*folderblo
 	return b, srv
 }
 
+// TestConformance runs the suite on files alone, on rows alone (every body of the suite fits
+// in 1 KiB), and on both (its binary bodies are files, its short ones rows, and one object turns
+// from a file into a row).
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	blobtest.Run(t, blobtest.Harness{
-		Open: func(t *testing.T) blobs.Bucket {
-			b, _ := serve(t, t.TempDir(), "internal", folderblobs.Options{})
-			return b
-		},
-	})
+	for _, mode := range []struct {
+		name      string
+		inlineMax int
+	}{{"files", 0}, {"inline", 1 << 10}, {"inline-16", 16}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			blobtest.Run(t, blobtest.Harness{
+				Open: func(t *testing.T) blobs.Bucket {
+					opts := folderblobs.Options{}
+					if mode.inlineMax > 0 {
+						opts = withInline(t, opts, mode.inlineMax)
+					}
+					b, _ := serve(t, t.TempDir(), "internal", opts)
+					return b
+				},
+			})
+		})
+	}
 }
 
 // notifications records what Notify receives, and fails while fail is set.
@@ -100,75 +115,79 @@ func httpDo(t *testing.T, method, u string, body []byte) (int, string) {
 
 func TestPresignedResultPutNotifiesOnce(t *testing.T) {
 	t.Parallel()
-	var n notifications
-	at := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
-	b, _ := serve(t, t.TempDir(), "internal", folderblobs.Options{Notify: n.notify, Clock: func() time.Time { return at }})
+	forModes(t, func(t *testing.T, m mode) {
+		var n notifications
+		at := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
+		b, _ := serve(t, t.TempDir(), "internal", m.opts(t, folderblobs.Options{Notify: n.notify, Clock: func() time.Time { return at }}))
 
-	for _, key := range []string{
-		blobs.LogKey("run-1", 1, 1),
-		blobs.ExecKey("run-1", 1),
-		"callbacks/run-1/0001/1/other.json",
-	} {
+		for _, key := range []string{
+			blobs.LogKey("run-1", 1, 1),
+			blobs.ExecKey("run-1", 1),
+			"callbacks/run-1/0001/1/other.json",
+		} {
+			u, err := b.PresignPut(t.Context(), key, time.Minute)
+			if err != nil {
+				t.Fatalf("PresignPut: %v", err)
+			}
+			if code, body := httpDo(t, http.MethodPut, u, []byte("x")); code != http.StatusOK {
+				t.Fatalf("PUT %s: status %d (%s), want 200", key, code, body)
+			}
+		}
+		if got := n.refs(t); len(got) != 0 {
+			t.Fatalf("notifications after PUTs of other keys: got %+v, want none", got)
+		}
+
+		key := blobs.ResultKey("run-1", 1, 2)
 		u, err := b.PresignPut(t.Context(), key, time.Minute)
 		if err != nil {
 			t.Fatalf("PresignPut: %v", err)
 		}
-		if code, body := httpDo(t, http.MethodPut, u, []byte("x")); code != http.StatusOK {
-			t.Fatalf("PUT %s: status %d (%s), want 200", key, code, body)
+		body := []byte(`{"status":"succeeded"}`)
+		if code, msg := httpDo(t, http.MethodPut, u, body); code != http.StatusOK {
+			t.Fatalf("PUT %s: status %d (%s), want 200", key, code, msg)
 		}
-	}
-	if got := n.refs(t); len(got) != 0 {
-		t.Fatalf("notifications after PUTs of other keys: got %+v, want none", got)
-	}
-
-	key := blobs.ResultKey("run-1", 1, 2)
-	u, err := b.PresignPut(t.Context(), key, time.Minute)
-	if err != nil {
-		t.Fatalf("PresignPut: %v", err)
-	}
-	body := []byte(`{"status":"succeeded"}`)
-	if code, msg := httpDo(t, http.MethodPut, u, body); code != http.StatusOK {
-		t.Fatalf("PUT %s: status %d (%s), want 200", key, code, msg)
-	}
-	want := blobs.ObjectRef{Bucket: "internal", Key: key, Size: int64(len(body)), EventTime: at}
-	if got := n.refs(t); len(got) != 1 || got[0] != want {
-		t.Fatalf("notifications after the result PUT: got %+v, want [%+v]", got, want)
-	}
+		want := blobs.ObjectRef{Bucket: "internal", Key: key, Size: int64(len(body)), EventTime: at}
+		if got := n.refs(t); len(got) != 1 || got[0] != want {
+			t.Fatalf("notifications after the result PUT: got %+v, want [%+v]", got, want)
+		}
+	})
 }
 
 func TestNotifyFailure(t *testing.T) {
 	t.Parallel()
-	n := notifications{fail: errors.New("results queue unavailable")}
-	b, _ := serve(t, t.TempDir(), "internal", folderblobs.Options{Notify: n.notify})
-	key := blobs.ResultKey("run-1", 1, 1)
+	forModes(t, func(t *testing.T, m mode) {
+		n := notifications{fail: errors.New("results queue unavailable")}
+		b, _ := serve(t, t.TempDir(), "internal", m.opts(t, folderblobs.Options{Notify: n.notify}))
+		key := blobs.ResultKey("run-1", 1, 1)
 
-	if err := b.Put(t.Context(), key, []byte("a")); !errors.Is(err, n.fail) {
-		t.Fatalf("Put with a failing Notify: got %v, want an error wrapping %v", err, n.fail)
-	}
-	if got, err := b.Get(t.Context(), key); err != nil || string(got) != "a" {
-		t.Fatalf("Get after a failed notify: got %q, %v; want the object written", got, err)
-	}
+		if err := b.Put(t.Context(), key, []byte("a")); !errors.Is(err, n.fail) {
+			t.Fatalf("Put with a failing Notify: got %v, want an error wrapping %v", err, n.fail)
+		}
+		if got, err := b.Get(t.Context(), key); err != nil || string(got) != "a" {
+			t.Fatalf("Get after a failed notify: got %q, %v; want the object written", got, err)
+		}
 
-	u, err := b.PresignPut(t.Context(), key, time.Minute)
-	if err != nil {
-		t.Fatalf("PresignPut: %v", err)
-	}
-	if code, msg := httpDo(t, http.MethodPut, u, []byte("b")); code != http.StatusInternalServerError {
-		t.Fatalf("presigned PUT with a failing Notify: status %d (%s), want 500", code, msg)
-	} else if strings.Contains(msg, "queue") {
-		t.Errorf("500 body %q tells the client about the server's internals", msg)
-	}
+		u, err := b.PresignPut(t.Context(), key, time.Minute)
+		if err != nil {
+			t.Fatalf("PresignPut: %v", err)
+		}
+		if code, msg := httpDo(t, http.MethodPut, u, []byte("b")); code != http.StatusInternalServerError {
+			t.Fatalf("presigned PUT with a failing Notify: status %d (%s), want 500", code, msg)
+		} else if strings.Contains(msg, "queue") {
+			t.Errorf("500 body %q tells the client about the server's internals", msg)
+		}
 
-	// The worker retries; this time the queue answers.
-	n.mu.Lock()
-	n.fail = nil
-	n.mu.Unlock()
-	if code, msg := httpDo(t, http.MethodPut, u, []byte("b")); code != http.StatusOK {
-		t.Fatalf("retried PUT: status %d (%s), want 200", code, msg)
-	}
-	if got := n.refs(t); len(got) != 1 || got[0].Key != key {
-		t.Fatalf("notifications after the retry: got %+v, want one for %s", got, key)
-	}
+		// The worker retries; this time the queue answers.
+		n.mu.Lock()
+		n.fail = nil
+		n.mu.Unlock()
+		if code, msg := httpDo(t, http.MethodPut, u, []byte("b")); code != http.StatusOK {
+			t.Fatalf("retried PUT: status %d (%s), want 200", code, msg)
+		}
+		if got := n.refs(t); len(got) != 1 || got[0].Key != key {
+			t.Fatalf("notifications after the retry: got %+v, want one for %s", got, key)
+		}
+	})
 }
 
 func TestPutWithoutNotifyOfResultKey(t *testing.T) {
@@ -184,41 +203,43 @@ func TestPutWithoutNotifyOfResultKey(t *testing.T) {
 
 func TestInvalidKeys(t *testing.T) {
 	t.Parallel()
-	b, _ := serve(t, t.TempDir(), "internal", folderblobs.Options{})
-	for _, key := range []string{
-		"", "/abs", "a//b", "a/", "..", "../escape", "a/../b", "a/./b", ".", "a/.put-123", "nul\x00byte",
-		strings.Repeat("k", 1025),
-	} {
-		err := b.Put(t.Context(), key, []byte("x"))
-		if err == nil {
-			t.Errorf("Put %q: got no error, want one", key)
-			continue
+	forModes(t, func(t *testing.T, m mode) {
+		b, _ := serve(t, t.TempDir(), "internal", m.opts(t, folderblobs.Options{}))
+		for _, key := range []string{
+			"", "/abs", "a//b", "a/", "..", "../escape", "a/../b", "a/./b", ".", "a/.put-123", "nul\x00byte",
+			strings.Repeat("k", 1025),
+		} {
+			err := b.Put(t.Context(), key, []byte("x"))
+			if err == nil {
+				t.Errorf("Put %q: got no error, want one", key)
+				continue
+			}
+			quoted := strconv.Quote(key)
+			if key != "" && !strings.Contains(err.Error(), quoted[:min(len(quoted)-1, 12)]) {
+				t.Errorf("Put %q: error %q does not name the key", key, err)
+			}
+			if _, err := b.Get(t.Context(), key); err == nil || errors.Is(err, blobs.ErrNotFound) {
+				t.Errorf("Get %q: got %v, want an invalid-key error", key, err)
+			}
+			if err := b.Delete(t.Context(), key); err == nil {
+				t.Errorf("Delete %q: got no error, want one", key)
+			}
+			if _, err := b.PresignPut(t.Context(), key, time.Minute); err == nil {
+				t.Errorf("PresignPut %q: got no error, want one", key)
+			}
 		}
-		quoted := strconv.Quote(key)
-		if key != "" && !strings.Contains(err.Error(), quoted[:min(len(quoted)-1, 12)]) {
-			t.Errorf("Put %q: error %q does not name the key", key, err)
+		// Nothing escaped the bucket's folder.
+		keys, err := b.List(t.Context(), "")
+		if err != nil || len(keys) != 0 {
+			t.Fatalf("List after invalid puts: got %q, %v; want nothing", keys, err)
 		}
-		if _, err := b.Get(t.Context(), key); err == nil || errors.Is(err, blobs.ErrNotFound) {
-			t.Errorf("Get %q: got %v, want an invalid-key error", key, err)
+		// A prefix that no valid key can have lists nothing rather than walking out of the bucket.
+		for _, prefix := range []string{"../", "../../", "/", "a//"} {
+			if keys, err := b.List(t.Context(), prefix); err != nil || len(keys) != 0 {
+				t.Errorf("List %q: got %q, %v; want nothing", prefix, keys, err)
+			}
 		}
-		if err := b.Delete(t.Context(), key); err == nil {
-			t.Errorf("Delete %q: got no error, want one", key)
-		}
-		if _, err := b.PresignPut(t.Context(), key, time.Minute); err == nil {
-			t.Errorf("PresignPut %q: got no error, want one", key)
-		}
-	}
-	// Nothing escaped the bucket's folder.
-	keys, err := b.List(t.Context(), "")
-	if err != nil || len(keys) != 0 {
-		t.Fatalf("List after invalid puts: got %q, %v; want nothing", keys, err)
-	}
-	// A prefix that no valid key can have lists nothing rather than walking out of the bucket.
-	for _, prefix := range []string{"../", "../../", "/", "a//"} {
-		if keys, err := b.List(t.Context(), prefix); err != nil || len(keys) != 0 {
-			t.Errorf("List %q: got %q, %v; want nothing", prefix, keys, err)
-		}
-	}
+	})
 }
 
 func TestInvalidBucketName(t *testing.T) {
@@ -232,83 +253,87 @@ func TestInvalidBucketName(t *testing.T) {
 
 func TestHandlerRefusals(t *testing.T) {
 	t.Parallel()
-	b, srv := serve(t, t.TempDir(), "internal", folderblobs.Options{MaxBodyBytes: 1024})
-	ctx := t.Context()
-	if err := b.Put(ctx, "exec/r/0001/exec.zip", []byte("zip")); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	getURL, err := b.PresignGet(ctx, "exec/r/0001/exec.zip", time.Minute)
-	if err != nil {
-		t.Fatalf("PresignGet: %v", err)
-	}
-	missingURL, err := b.PresignGet(ctx, "exec/r/0002/exec.zip", time.Minute)
-	if err != nil {
-		t.Fatalf("PresignGet: %v", err)
-	}
-	folderURL, err := b.PresignGet(ctx, "exec/r", time.Minute)
-	if err != nil {
-		t.Fatalf("PresignGet: %v", err)
-	}
-	putURL, err := b.PresignPut(ctx, "logs/r/0001/1.log", time.Minute)
-	if err != nil {
-		t.Fatalf("PresignPut: %v", err)
-	}
-	noQuery, _, _ := strings.Cut(getURL, "?")
-	tests := []struct {
-		name   string
-		method string
-		url    string
-		body   []byte
-		want   int
-	}{
-		{"GET", http.MethodGet, getURL, nil, http.StatusOK},
-		{"missing object", http.MethodGet, missingURL, nil, http.StatusNotFound},
-		{"folder, not an object", http.MethodGet, folderURL, nil, http.StatusNotFound},
-		{"unknown bucket", http.MethodGet, strings.Replace(getURL, "/internal/", "/other/", 1), nil, http.StatusNotFound},
-		{"no signature", http.MethodGet, noQuery, nil, http.StatusForbidden},
-		{"bad expiry", http.MethodGet, strings.Replace(getURL, "X-Expires=", "X-Expires=x", 1), nil, http.StatusForbidden},
-		{"later expiry than signed", http.MethodGet, strings.Replace(getURL, "X-Expires=", "X-Expires=9", 1), nil, http.StatusForbidden},
-		{"DELETE", http.MethodDelete, getURL, nil, http.StatusMethodNotAllowed},
-		{"POST", http.MethodPost, putURL, []byte("x"), http.StatusMethodNotAllowed},
-		{"HEAD", http.MethodHead, getURL, nil, http.StatusMethodNotAllowed},
-		{"body over the limit", http.MethodPut, putURL, bytes.Repeat([]byte("x"), 1025), http.StatusRequestEntityTooLarge},
-		{"body at the limit", http.MethodPut, putURL, bytes.Repeat([]byte("x"), 1024), http.StatusOK},
-		{"invalid key", http.MethodGet, srv.URL + "/blobs/internal/a/.put-1", nil, http.StatusBadRequest},
-	}
-	for _, tt := range tests {
-		if code, msg := httpDo(t, tt.method, tt.url, tt.body); code != tt.want {
-			t.Errorf("%s: status %d (%s), want %d", tt.name, code, msg, tt.want)
+	forModes(t, func(t *testing.T, m mode) {
+		b, srv := serve(t, t.TempDir(), "internal", m.opts(t, folderblobs.Options{MaxBodyBytes: 1024}))
+		ctx := t.Context()
+		if err := b.Put(ctx, "exec/r/0001/exec.zip", []byte("zip")); err != nil {
+			t.Fatalf("Put: %v", err)
 		}
-	}
+		getURL, err := b.PresignGet(ctx, "exec/r/0001/exec.zip", time.Minute)
+		if err != nil {
+			t.Fatalf("PresignGet: %v", err)
+		}
+		missingURL, err := b.PresignGet(ctx, "exec/r/0002/exec.zip", time.Minute)
+		if err != nil {
+			t.Fatalf("PresignGet: %v", err)
+		}
+		folderURL, err := b.PresignGet(ctx, "exec/r", time.Minute)
+		if err != nil {
+			t.Fatalf("PresignGet: %v", err)
+		}
+		putURL, err := b.PresignPut(ctx, "logs/r/0001/1.log", time.Minute)
+		if err != nil {
+			t.Fatalf("PresignPut: %v", err)
+		}
+		noQuery, _, _ := strings.Cut(getURL, "?")
+		tests := []struct {
+			name   string
+			method string
+			url    string
+			body   []byte
+			want   int
+		}{
+			{"GET", http.MethodGet, getURL, nil, http.StatusOK},
+			{"missing object", http.MethodGet, missingURL, nil, http.StatusNotFound},
+			{"folder, not an object", http.MethodGet, folderURL, nil, http.StatusNotFound},
+			{"unknown bucket", http.MethodGet, strings.Replace(getURL, "/internal/", "/other/", 1), nil, http.StatusNotFound},
+			{"no signature", http.MethodGet, noQuery, nil, http.StatusForbidden},
+			{"bad expiry", http.MethodGet, strings.Replace(getURL, "X-Expires=", "X-Expires=x", 1), nil, http.StatusForbidden},
+			{"later expiry than signed", http.MethodGet, strings.Replace(getURL, "X-Expires=", "X-Expires=9", 1), nil, http.StatusForbidden},
+			{"DELETE", http.MethodDelete, getURL, nil, http.StatusMethodNotAllowed},
+			{"POST", http.MethodPost, putURL, []byte("x"), http.StatusMethodNotAllowed},
+			{"HEAD", http.MethodHead, getURL, nil, http.StatusMethodNotAllowed},
+			{"body over the limit", http.MethodPut, putURL, bytes.Repeat([]byte("x"), 1025), http.StatusRequestEntityTooLarge},
+			{"body at the limit", http.MethodPut, putURL, bytes.Repeat([]byte("x"), 1024), http.StatusOK},
+			{"invalid key", http.MethodGet, srv.URL + "/blobs/internal/a/.put-1", nil, http.StatusBadRequest},
+		}
+		for _, tt := range tests {
+			if code, msg := httpDo(t, tt.method, tt.url, tt.body); code != tt.want {
+				t.Errorf("%s: status %d (%s), want %d", tt.name, code, msg, tt.want)
+			}
+		}
+	})
 }
 
 // A body streamed without a Content-Length is cut at the limit too, and leaves nothing behind.
 func TestStreamedBodyOverLimit(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	b, _ := serve(t, dir, "internal", folderblobs.Options{MaxBodyBytes: 1 << 10})
-	u, err := b.PresignPut(t.Context(), "logs/r/0001/1.log", time.Minute)
-	if err != nil {
-		t.Fatalf("PresignPut: %v", err)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, u, io.LimitReader(zeros{}, 1<<20))
-	if err != nil {
-		t.Fatalf("new request: %v", err)
-	}
-	req.ContentLength = -1 // chunked: the server learns the size only by reading
-	resp, err := http.DefaultClient.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Fatalf("chunked PUT over the limit: status %d, want 413", resp.StatusCode)
+	forModes(t, func(t *testing.T, m mode) {
+		dir := t.TempDir()
+		b, _ := serve(t, dir, "internal", m.opts(t, folderblobs.Options{MaxBodyBytes: 1 << 10}))
+		u, err := b.PresignPut(t.Context(), "logs/r/0001/1.log", time.Minute)
+		if err != nil {
+			t.Fatalf("PresignPut: %v", err)
 		}
-	} // else the server closed the connection while the client was still sending: refused too
-	if _, err := b.Get(t.Context(), "logs/r/0001/1.log"); !errors.Is(err, blobs.ErrNotFound) {
-		t.Fatalf("Get after a refused PUT: got %v, want blobs.ErrNotFound", err)
-	}
-	if files := filesUnder(t, filepath.Join(dir, "internal")); len(files) != 0 {
-		t.Fatalf("files left after a refused PUT: %q", files)
-	}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, u, io.LimitReader(zeros{}, 1<<20))
+		if err != nil {
+			t.Fatalf("new request: %v", err)
+		}
+		req.ContentLength = -1 // chunked: the server learns the size only by reading
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("chunked PUT over the limit: status %d, want 413", resp.StatusCode)
+			}
+		} // else the server closed the connection while the client was still sending: refused too
+		if _, err := b.Get(t.Context(), "logs/r/0001/1.log"); !errors.Is(err, blobs.ErrNotFound) {
+			t.Fatalf("Get after a refused PUT: got %v, want blobs.ErrNotFound", err)
+		}
+		if files := filesUnder(t, filepath.Join(dir, "internal")); len(files) != 0 {
+			t.Fatalf("files left after a refused PUT: %q", files)
+		}
+	})
 }
 
 type zeros struct{}
@@ -456,53 +481,57 @@ func TestLayoutOnDisk(t *testing.T) {
 // Puts and deletes racing under one folder: pruning a folder must not fail a Put into it.
 func TestConcurrentPutAndDelete(t *testing.T) {
 	t.Parallel()
-	b, err := folderblobs.New(t.TempDir(), "internal", folderblobs.Options{})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	errs := make(chan error, 400)
-	for i := range 4 {
-		wg.Go(func() {
-			for j := range 100 {
-				key := "callbacks/r/0001/" + string(rune('a'+i)) + "/" + string(rune('a'+j%26))
-				if err := b.Put(ctx, key, []byte("x")); err != nil {
-					errs <- err
-					return
+	forModes(t, func(t *testing.T, m mode) {
+		b, err := folderblobs.New(t.TempDir(), "internal", m.opts(t, folderblobs.Options{}))
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		ctx := t.Context()
+		var wg sync.WaitGroup
+		errs := make(chan error, 400)
+		for i := range 4 {
+			wg.Go(func() {
+				for j := range 100 {
+					key := "callbacks/r/0001/" + string(rune('a'+i)) + "/" + string(rune('a'+j%26))
+					if err := b.Put(ctx, key, []byte("x")); err != nil {
+						errs <- err
+						return
+					}
+					if err := b.Delete(ctx, key); err != nil {
+						errs <- err
+						return
+					}
 				}
-				if err := b.Delete(ctx, key); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
 }
 
 // A key cannot be an object and a folder of objects at once; such a Put fails and harms nothing.
 func TestKeyFolderConflict(t *testing.T) {
 	t.Parallel()
-	b, err := folderblobs.New(t.TempDir(), "internal", folderblobs.Options{})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx := t.Context()
-	if err := b.Put(ctx, "a/b", []byte("ab")); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	for _, key := range []string{"a", "a/b/c"} {
-		if err := b.Put(ctx, key, []byte("x")); err == nil {
-			t.Errorf("Put %q beside a/b: got no error, want one", key)
+	forModes(t, func(t *testing.T, m mode) {
+		b, err := folderblobs.New(t.TempDir(), "internal", m.opts(t, folderblobs.Options{}))
+		if err != nil {
+			t.Fatalf("New: %v", err)
 		}
-	}
-	keys, err := b.List(ctx, "")
-	if err != nil || !slices.Equal(keys, []string{"a/b"}) {
-		t.Fatalf("List after refused puts: got %q, %v; want [a/b]", keys, err)
-	}
+		ctx := t.Context()
+		if err := b.Put(ctx, "a/b", []byte("ab")); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		for _, key := range []string{"a", "a/b/c"} {
+			if err := b.Put(ctx, key, []byte("x")); err == nil {
+				t.Errorf("Put %q beside a/b: got no error, want one", key)
+			}
+		}
+		keys, err := b.List(ctx, "")
+		if err != nil || !slices.Equal(keys, []string{"a/b"}) {
+			t.Fatalf("List after refused puts: got %q, %v; want [a/b]", keys, err)
+		}
+	})
 }

@@ -1,10 +1,11 @@
 package folderblobs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
+	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
 )
@@ -81,20 +82,21 @@ func (b *Bucket) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (b *Bucket) serveGet(w http.ResponseWriter, r *http.Request, key string) error {
-	f, err := os.Open(b.path(key))
+	body, f, err := b.lookup(r.Context(), key)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", key, mapError(err))
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	// Set, so that ServeContent does not guess a type from the content.
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if f == nil { // a row: no modification time to tell
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		return nil
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	if fi.IsDir() {
-		return fmt.Errorf("get %s: %w", key, blobs.ErrNotFound)
-	}
-	// Set, so that ServeContent does not guess a type from the content.
-	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return nil
 }
@@ -103,8 +105,9 @@ func (b *Bucket) servePut(w http.ResponseWriter, r *http.Request, key string) er
 	if r.ContentLength > b.maxBody {
 		return fmt.Errorf("put %s: %w", key, &http.MaxBytesError{Limit: b.maxBody})
 	}
-	// The body streams to the temporary file; MaxBytesReader stops it at the limit.
-	n, err := b.store(key, http.MaxBytesReader(w, r.Body, b.maxBody))
+	// The body streams to the temporary file, or into memory while it may still become a row;
+	// MaxBytesReader stops it at the limit.
+	n, err := b.store(r.Context(), key, http.MaxBytesReader(w, r.Body, b.maxBody))
 	if err != nil {
 		return err
 	}

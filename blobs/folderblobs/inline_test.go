@@ -1,0 +1,486 @@
+package folderblobs_test
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/blobs/folderblobs"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+)
+
+// testInlineMax is the InlineMax of the tests' inline buckets: small, so that both kinds of
+// object are cheap to make.
+const testInlineMax = 1 << 10
+
+// openDB opens a new database as the embedded engine does, closed when the test ends.
+func openDB(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// withInline returns opts keeping objects of up to max bytes as rows of a new database.
+func withInline(t testing.TB, opts folderblobs.Options, max int) folderblobs.Options {
+	t.Helper()
+	opts.Inline, opts.InlineMax = openDB(t), max
+	return opts
+}
+
+// mode is how a test's bucket keeps its objects: files only, or rows up to inlineMax bytes.
+type mode struct {
+	name      string
+	inlineMax int
+}
+
+var modes = []mode{{"files", 0}, {"inline", testInlineMax}}
+
+func (m mode) opts(t testing.TB, opts folderblobs.Options) folderblobs.Options {
+	if m.inlineMax == 0 {
+		return opts
+	}
+	return withInline(t, opts, m.inlineMax)
+}
+
+// forModes runs f once per mode, in parallel.
+func forModes(t *testing.T, f func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, m)
+		})
+	}
+}
+
+// inlineBucket is a bucket keeping rows up to testInlineMax bytes, with what a test inspects.
+type inlineBucket struct {
+	*folderblobs.Bucket
+	dir string // the folder of all buckets
+	db  *sql.DB
+}
+
+func newInline(t *testing.T, opts folderblobs.Options) inlineBucket {
+	t.Helper()
+	dir := t.TempDir()
+	opts = withInline(t, opts, testInlineMax)
+	b, _ := serve(t, dir, "internal", opts)
+	return inlineBucket{Bucket: b, dir: dir, db: opts.Inline}
+}
+
+// copies reports whether key has a row and whether it has a file.
+func (ib inlineBucket) copies(t *testing.T, key string) (row, file bool) {
+	t.Helper()
+	var n int
+	if err := ib.db.QueryRow("SELECT count(*) FROM "+folderblobs.Table+" WHERE bucket = ? AND key = ?", ib.Name(), key).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	_, err := os.Lstat(objectFile(ib.dir, ib.Name(), key))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return n > 0, err == nil
+}
+
+// requireOneCopy fails unless key is a row (and no file) when row is set, or a file (and no
+// row) otherwise, with the body want.
+func (ib inlineBucket) requireOneCopy(t *testing.T, key string, wantRow bool, want []byte) {
+	t.Helper()
+	if row, file := ib.copies(t, key); row != wantRow || file == wantRow {
+		t.Errorf("%s (%d bytes): row %v, file %v; want only a %s", key, len(want), row, file, map[bool]string{true: "row", false: "file"}[wantRow])
+	}
+	if got, err := ib.Get(t.Context(), key); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("Get %s: got %d bytes, %v; want the %d bytes last put", key, len(got), err, len(want))
+	}
+}
+
+// objectFile is where the package keeps key's file (see the package comment).
+func objectFile(dir, bucket, key string) string {
+	segs := strings.SplitN(key, "/", 3)
+	if len(segs) == 3 {
+		segs[2] = strings.NewReplacer("%", "%25", "/", "%2F").Replace(segs[2])
+	}
+	return filepath.Join(append([]string{dir, bucket}, segs...)...)
+}
+
+func TestInlineSizeDecidesRowOrFile(t *testing.T) {
+	t.Parallel()
+	ib := newInline(t, folderblobs.Options{})
+	atMax := bytes.Repeat([]byte("s"), testInlineMax)
+	overMax := bytes.Repeat([]byte("L"), testInlineMax+1)
+	for _, key := range []string{"top", "a/b", blobs.ExecKey("run-1", 1)} {
+		if err := ib.Put(t.Context(), key, atMax); err != nil {
+			t.Fatal(err)
+		}
+		ib.requireOneCopy(t, key, true, atMax)
+		if files := filesUnder(t, filepath.Join(ib.dir, "internal")); len(files) != 0 {
+			t.Errorf("files after a Put of InlineMax bytes: %q, want none", files)
+		}
+		other := key + "-large"
+		if err := ib.Put(t.Context(), other, overMax); err != nil {
+			t.Fatal(err)
+		}
+		ib.requireOneCopy(t, other, false, overMax)
+		for _, k := range []string{key, other} {
+			if err := ib.Delete(t.Context(), k); err != nil {
+				t.Fatal(err)
+			}
+			if row, file := ib.copies(t, k); row || file {
+				t.Errorf("after Delete %s: row %v, file %v; want neither", k, row, file)
+			}
+		}
+	}
+	if files := filesUnder(t, filepath.Join(ib.dir, "internal")); len(files) != 0 {
+		t.Errorf("files after deleting everything: %q, want none", files)
+	}
+}
+
+// A key changing between a row and a file, through the API and through presigned PUTs, keeps
+// exactly one copy, and Get, presigned GET and List see the latest.
+func TestInlineReplaceRowAndFile(t *testing.T) {
+	t.Parallel()
+	ib := newInline(t, folderblobs.Options{})
+	ctx := t.Context()
+	small := func(i int) []byte { return []byte(fmt.Sprintf("small %d", i)) }
+	large := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, testInlineMax+100) }
+	for _, key := range []string{"k", "runs/status.json", blobs.LogKey("run-1", 1, 1)} {
+		for i, step := range []struct {
+			body   []byte
+			row    bool
+			viaURL bool
+		}{
+			{small(0), true, false}, {large(1), false, false}, {small(2), true, false}, {large(3), false, false},
+			{small(4), true, true}, {large(5), false, true}, {small(6), true, true},
+		} {
+			if step.viaURL {
+				u, err := ib.PresignPut(ctx, key, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if code, msg := httpDo(t, http.MethodPut, u, step.body); code != http.StatusOK {
+					t.Fatalf("step %d: PUT %s: status %d (%s)", i, key, code, msg)
+				}
+			} else if err := ib.Put(ctx, key, step.body); err != nil {
+				t.Fatalf("step %d: Put %s: %v", i, key, err)
+			}
+			ib.requireOneCopy(t, key, step.row, step.body)
+			u, err := ib.PresignGet(ctx, key, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, got := httpDo(t, http.MethodGet, u, nil); code != http.StatusOK || got != string(step.body) {
+				t.Errorf("step %d: presigned GET %s: status %d, %d bytes; want 200 and the %d bytes last put", i, key, code, len(got), len(step.body))
+			}
+			if keys, err := ib.List(ctx, key); err != nil || !slices.Equal(keys, []string{key}) {
+				t.Errorf("step %d: List %s: got %q, %v; want it once", i, key, keys, err)
+			}
+		}
+	}
+}
+
+// A crash between renaming a large object's file into place and deleting its row leaves both; the
+// row is the object, and the next Put or Delete leaves no stale file behind.
+func TestInlineStaleFileBehindRow(t *testing.T) {
+	t.Parallel()
+	ib := newInline(t, folderblobs.Options{})
+	ctx := t.Context()
+	key := blobs.LogKey("run-1", 1, 1)
+	crashed := func() {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(objectFile(ib.dir, "internal", key)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(objectFile(ib.dir, "internal", key), []byte("uncommitted"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ib.db.Exec("INSERT OR REPLACE INTO "+folderblobs.Table+" VALUES ('internal', ?, 'old')", key); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ib.Get(ctx, key); err != nil || string(got) != "old" {
+			t.Fatalf("Get with a row and a file: got %q, %v; want the row", got, err)
+		}
+		if keys, err := ib.List(ctx, "logs/"); err != nil || !slices.Equal(keys, []string{key}) {
+			t.Fatalf("List with a row and a file: got %q, %v; want the key once", keys, err)
+		}
+	}
+	crashed()
+	if err := ib.Put(ctx, key, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	ib.requireOneCopy(t, key, true, []byte("new"))
+	crashed()
+	if err := ib.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ib.Get(ctx, key); !errors.Is(err, blobs.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v, want blobs.ErrNotFound", err)
+	}
+	if files := filesUnder(t, filepath.Join(ib.dir, "internal")); len(files) != 0 {
+		t.Errorf("files after Delete: %q, want none", files)
+	}
+}
+
+func TestInlineListMergesRowsAndFiles(t *testing.T) {
+	t.Parallel()
+	ib := newInline(t, folderblobs.Options{})
+	ctx := t.Context()
+	large := bytes.Repeat([]byte("L"), testInlineMax+1)
+	// Rows and files interleaved in key order, and keys that sort differently as paths.
+	objects := map[string]bool{ // key: large
+		"p/a": false, "p/b-d": true, "p/b/c": false, "p/b/e/f": true, "p/b/e/g": false, "pa": true, "q/x": false,
+		"logs/r/0001/1.log": true, "logs/r/0001/2.log": false, "logs/r/0002/1.log": false, "logs/r2/0001/1.log": true,
+	}
+	for key, isLarge := range objects {
+		body := []byte(key)
+		if isLarge {
+			body = large
+		}
+		if err := ib.Put(ctx, key, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := slices.Sorted(func(yield func(string) bool) {
+		for k := range objects {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, prefix := range []string{"", "p", "p/", "p/b", "p/b/", "p/b/e/", "logs/", "logs/r/", "logs/r/0001/", "logs/r2", "q/x", "none/", "p/a/", "\xff", "p\xff"} {
+		var want []string
+		for _, k := range all {
+			if strings.HasPrefix(k, prefix) {
+				want = append(want, k)
+			}
+		}
+		if got, err := ib.List(ctx, prefix); err != nil || !slices.Equal(got, want) {
+			t.Errorf("List %q: got %q, %v; want %q", prefix, got, err, want)
+		}
+	}
+}
+
+func TestInlinePresignedResultPutNotifiesOnce(t *testing.T) {
+	t.Parallel()
+	var n notifications
+	ib := newInline(t, folderblobs.Options{Notify: n.notify})
+	key := blobs.ResultKey("run-1", 1, 1)
+	u, err := ib.PresignPut(t.Context(), key, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"status":"succeeded"}`)
+	if code, msg := httpDo(t, http.MethodPut, u, body); code != http.StatusOK {
+		t.Fatalf("PUT %s: status %d (%s), want 200", key, code, msg)
+	}
+	if got := n.refs(t); len(got) != 1 || got[0].Key != key || got[0].Size != int64(len(body)) {
+		t.Fatalf("notifications: got %+v, want one for %s of %d bytes", got, key, len(body))
+	}
+	ib.requireOneCopy(t, key, true, body)
+	if files := filesUnder(t, filepath.Join(ib.dir, "internal")); len(files) != 0 {
+		t.Errorf("files after a small presigned PUT: %q, want none", files)
+	}
+}
+
+// The keys a bucket refuses, alone or beside others, are the same whether its objects are files,
+// rows, or some of each.
+func TestInlineRefusesTheKeysFilesRefuse(t *testing.T) {
+	t.Parallel()
+	small, large := []byte("x"), bytes.Repeat([]byte("L"), testInlineMax+1)
+	invalid := []string{
+		"", "/abs", "a//b", "a/", "..", "../escape", "a/../b", "a/./b", ".", "a/.put-123", "nul\x00byte",
+		strings.Repeat("k", 1025),
+	}
+	// Each case stores the keys in before, then tries to put try.
+	type tryCase struct {
+		before []string
+		try    string
+	}
+	var cases []tryCase
+	for _, key := range invalid {
+		cases = append(cases, tryCase{nil, key})
+	}
+	for _, before := range [][]string{{"a"}, {"a/b"}, {"a/b/c"}, {"a/b/c/d"}, {"a/b/c", "a/x"}} {
+		for _, try := range []string{"a", "a/b", "a/b/c", "a/b/c/d", "a/bc", "ab", "a/b/c%2Fd", "a/x/y"} {
+			cases = append(cases, tryCase{before, try})
+		}
+	}
+	// refused runs every case on a new bucket of opts, with bodies of the given sizes, and
+	// returns the refused ones.
+	refused := func(t *testing.T, opts func() folderblobs.Options, beforeBody, tryBody []byte) []string {
+		var out []string
+		for _, c := range cases {
+			b, err := folderblobs.New(t.TempDir(), "internal", opts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range c.before {
+				if err := b.Put(t.Context(), k, beforeBody); err != nil {
+					t.Fatalf("Put %q: %v", k, err)
+				}
+			}
+			if err := b.Put(t.Context(), c.try, tryBody); err != nil {
+				out = append(out, fmt.Sprintf("%q then %q", c.before, c.try))
+				// A refused Put harms nothing.
+				for _, k := range c.before {
+					if got, err := b.Get(t.Context(), k); err != nil || !bytes.Equal(got, beforeBody) {
+						t.Errorf("%q then %q: Get %q: %d bytes, %v", c.before, c.try, k, len(got), err)
+					}
+				}
+				if keys, err := b.List(t.Context(), ""); err != nil || !slices.Equal(keys, slices.Sorted(slices.Values(c.before))) {
+					t.Errorf("%q then refused %q: List: got %q, %v", c.before, c.try, keys, err)
+				}
+			}
+		}
+		return out
+	}
+	files := func() folderblobs.Options { return folderblobs.Options{SigningKey: []byte("k")} }
+	want := refused(t, files, small, small)
+	if len(want) < len(invalid)+10 {
+		t.Fatalf("files refused only %q", want)
+	}
+	for _, tt := range []struct {
+		name                string
+		beforeBody, tryBody []byte
+	}{
+		{"rows then a row", small, small},
+		{"rows then a file", small, large},
+		{"files then a row", large, small},
+		{"files then a file", large, large},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inline := func() folderblobs.Options {
+				return withInline(t, folderblobs.Options{SigningKey: []byte("k")}, testInlineMax)
+			}
+			if got := refused(t, inline, tt.beforeBody, tt.tryBody); !slices.Equal(got, want) {
+				t.Errorf("inline buckets refused\n%q\nfiles refused\n%q", got, want)
+			}
+		})
+	}
+}
+
+// Writers turning one key between a row and a file, in two "processes" (two handles on the
+// database), while readers read it: no reader misses the object or sees part of one, and one
+// copy is left, the last one written.
+func TestInlineConcurrentRowFileChanges(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dbPath := filepath.Join(t.TempDir(), "iac-ci.db")
+	var buckets []*folderblobs.Bucket
+	for range 2 {
+		db, err := sqlitedb.Open(dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		b, err := folderblobs.New(dir, "internal", folderblobs.Options{Inline: db, InlineMax: testInlineMax})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets = append(buckets, b)
+	}
+	ctx := t.Context()
+	key := blobs.ExecKey("run-1", 1)
+	body := func(w, i int) []byte {
+		n := 10 + i%3
+		if i%2 == 1 {
+			n = testInlineMax + 50
+		}
+		return bytes.Repeat([]byte{byte('a' + w)}, n)
+	}
+	valid := func(got []byte) bool {
+		return len(got) > 0 && bytes.Count(got, got[:1]) == len(got)
+	}
+	if err := buckets[0].Put(ctx, key, body(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var writers, readers sync.WaitGroup
+	done := make(chan struct{})
+	const rounds = 60
+	for w := range 4 {
+		writers.Go(func() {
+			for i := range rounds {
+				if err := buckets[w%2].Put(ctx, key, body(w, i)); err != nil {
+					t.Errorf("writer %d: Put: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	for r := range 4 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				got, err := buckets[r%2].Get(ctx, key)
+				if err != nil || !valid(got) {
+					t.Errorf("reader %d: Get: %d bytes, %v", r, len(got), err)
+					return
+				}
+				if keys, err := buckets[r%2].List(ctx, "exec/"); err != nil || !slices.Equal(keys, []string{key}) {
+					t.Errorf("reader %d: List: %q, %v", r, keys, err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(done)
+	readers.Wait()
+	// Each writer's last body is large: the object is a file, and no row is left.
+	db, err := sqlitedb.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows int
+	if err := db.QueryRow("SELECT count(*) FROM " + folderblobs.Table).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	got, err := buckets[1].Get(ctx, key)
+	if err != nil || !valid(got) || len(got) != testInlineMax+50 || rows != 0 {
+		t.Fatalf("after the writers: Get %d bytes, %v, %d rows; want one writer's last (large) body as a file", len(got), err, rows)
+	}
+	if files := filesUnder(t, filepath.Join(dir, "internal")); !slices.Equal(files, []string{"exec", "exec/run-1", "exec/run-1/0001%2Fexec.zip"}) {
+		t.Fatalf("files after the writers: %q", files)
+	}
+}
+
+// BenchmarkPut puts 2 KB objects, each under a new key of one run as an order's would be.
+func BenchmarkPut(b *testing.B) {
+	body := bytes.Repeat([]byte("r"), 2000)
+	for _, inline := range []bool{false, true} {
+		b.Run(map[bool]string{false: "files", true: "inline"}[inline], func(b *testing.B) {
+			opts := folderblobs.Options{SigningKey: []byte("k")}
+			if inline {
+				opts.Inline = openDB(b) // InlineMax: the default
+			}
+			bucket, err := folderblobs.New(b.TempDir(), "internal", opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				i++
+				if err := bucket.Put(b.Context(), blobs.ResultKey("20250101T000000Z-00112233aabbccdd", i, 1), body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
