@@ -256,7 +256,9 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 	e.log().InfoContext(ctx, "order ended", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName,
 		"status", out.Status, "reason", out.Reason)
 	e.changed(o.RunID)
-	if err := e.WakeDependents(ctx, o); err != nil {
+	ended := o
+	ended.Status, ended.Reason = out.Status, out.Reason
+	if err := e.WakeDependents(ctx, ended); err != nil {
 		return true, err
 	}
 	crashpoint.Hit("finish.woken")
@@ -268,9 +270,10 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 	return true, e.FinalizeIfDone(ctx, o.RunID)
 }
 
-// WakeDependents looks at each order waiting for o and queues it when all its dependencies have
-// ended, or skips it when one that must succeed did not. Its cost grows with the number of o's
-// dependents and their dependencies, never with the size of the run.
+// WakeDependents looks at each order waiting for o, which has ended, and queues it when all its
+// dependencies have ended, or skips it when one that must succeed did not. Its cost grows with
+// the number of o's dependents and their dependencies, never with the size of the run; o itself
+// is not read again.
 //
 // Two dependencies ending at once cannot both miss the wake-up: each writes its own end before
 // reading the others', so at least one of them sees both ended. Both may see it; the second
@@ -287,7 +290,7 @@ func (e *Engine) WakeDependents(ctx context.Context, o domain.OrderRecord) error
 		if d.Status != domain.OrderWaiting {
 			continue
 		}
-		if err := e.Wake(ctx, d); err != nil {
+		if err := e.wake(ctx, d, o); err != nil {
 			return err
 		}
 	}
@@ -297,12 +300,30 @@ func (e *Engine) WakeDependents(ctx context.Context, o domain.OrderRecord) error
 // Wake decides a waiting order's fate from its dependencies: queue it, skip it, or leave it
 // waiting (and look again after WaitRecheck when leaveDue is false).
 func (e *Engine) Wake(ctx context.Context, d domain.OrderRecord) error {
+	return e.wake(ctx, d, domain.OrderRecord{})
+}
+
+// wake is Wake knowing one dependency as it ended (ended.RunID is empty when none is known), so
+// that only the other dependencies are read: an order that waits for one other costs no read.
+func (e *Engine) wake(ctx context.Context, d domain.OrderRecord, ended domain.OrderRecord) error {
 	var wake domain.Wake = domain.WakeQueue
 	var reason string
 	if len(d.Deps) > 0 {
-		deps, err := e.Store.GetOrders(ctx, d.RunID, d.Deps)
-		if err != nil {
-			return fmt.Errorf("read dependencies of %s: %w", d.OrderName, err)
+		var deps []domain.OrderRecord
+		var read []int
+		for _, n := range d.Deps {
+			if ended.RunID != "" && n == ended.OrderNum {
+				deps = append(deps, ended)
+			} else {
+				read = append(read, n)
+			}
+		}
+		if len(read) > 0 {
+			others, err := e.Store.GetOrders(ctx, d.RunID, read)
+			if err != nil {
+				return fmt.Errorf("read dependencies of %s: %w", d.OrderName, err)
+			}
+			deps = append(deps, others...)
 		}
 		wake, reason = domain.DecideWake(deps)
 	}
