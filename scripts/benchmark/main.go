@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ func main() {
 	workers := flag.Int("workers", 4, "orders at once (iac-ci --workers) and xargs -P")
 	fanout := flag.Int("fanout", 1000, "independent orders in the fan-out")
 	chain := flag.Int("chain", 200, "dependent orders in the chain")
+	rounds := flag.Int("rounds", 3, "rounds of the embedded measurements (baseline, then iac-ci, each round)")
 	aws := flag.Bool("aws", false, "also count AWS API calls per order through serve --backend aws against moto_server")
 	awsOnly := flag.Bool("aws-only", false, "count AWS API calls only (implies --aws)")
 	awsSizes := flag.String("aws-sizes", "10,100,1000", "fan-out sizes measured by --aws, comma-separated")
@@ -37,7 +39,7 @@ func main() {
 	if *awsOnly {
 		err = runAWSOnly(*binary, sizes)
 	} else {
-		err = run(*binary, *workers, *fanout, *chain, *aws, sizes)
+		err = run(*binary, *workers, *fanout, *chain, max(*rounds, 1), *aws, sizes)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
@@ -69,73 +71,106 @@ func runAWSOnly(binary string, sizes []int) error {
 	return awsCalls(binary, dir, sizes)
 }
 
-func run(binary string, workers, fanout, chain int, aws bool, sizes []int) error {
+func run(binary string, workers, fanout, chain, rounds int, aws bool, sizes []int) error {
 	dir, err := os.MkdirTemp("", "iac-ci-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Printf("machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
-	fmt.Printf("workers: %d\n\n", workers)
+	fmt.Printf("workers: %d; %d rounds, each running the baseline and then iac-ci: medians shown,\n", workers, rounds)
+	fmt.Printf("ratios are the median of each round's own ratio (the machine's speed drifts between rounds)\n\n")
 
-	// Fan-out.
 	fanJob := filepath.Join(dir, "fanout.json")
-	if err := writeJob(fanJob, fanout, false); err != nil {
-		return err
-	}
-	base, _, err := timed("sh", "-c", fmt.Sprintf("seq %d | xargs -P %d -I{} sh -c true", fanout, workers))
-	if err != nil {
-		return fmt.Errorf("xargs baseline: %w", err)
-	}
-	eng, rss, err := timed(binary, "run", "--json", "--workers", fmt.Sprint(workers), fanJob)
-	if err != nil {
-		return fmt.Errorf("fan-out: %w", err)
-	}
-	fmt.Printf("fan-out: %d independent orders running `true`\n", fanout)
-	fmt.Printf("  xargs -P %d          %8.3f s\n", workers, base.Seconds())
-	fmt.Printf("  iac-ci run           %8.3f s\n", eng.Seconds())
-	fmt.Printf("  ratio                %8.2fx   (target: within 2x)\n", eng.Seconds()/base.Seconds())
-	fmt.Printf("  peak memory (RSS)    %8.1f MB (target: under 150 MB)\n\n", float64(rss)/1024)
-
-	// Chain.
 	chainJob := filepath.Join(dir, "chain.json")
-	if err := writeJob(chainJob, chain, true); err != nil {
-		return err
-	}
 	oneJob := filepath.Join(dir, "one.json")
-	if err := writeJob(oneJob, 1, true); err != nil {
-		return err
+	for path, spec := range map[string]struct {
+		n       int
+		chained bool
+	}{fanJob: {fanout, false}, chainJob: {chain, true}, oneJob: {1, true}} {
+		if err := writeJob(path, spec.n, spec.chained); err != nil {
+			return err
+		}
 	}
-	seq, _, err := timed("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do sh -c true; i=$((i+1)); done", chain))
-	if err != nil {
-		return fmt.Errorf("sequential baseline: %w", err)
+	var (
+		bases, engs, fanRatios             []float64
+		seqs, chains, chainRatios, steadys []float64
+		perHops, ones                      []float64
+		peak                               int64
+	)
+	for range rounds {
+		base, _, err := timed("sh", "-c", fmt.Sprintf("seq %d | xargs -P %d -I{} sh -c true", fanout, workers))
+		if err != nil {
+			return fmt.Errorf("xargs baseline: %w", err)
+		}
+		eng, rss, err := timed(binary, "run", "--json", "--workers", fmt.Sprint(workers), fanJob)
+		if err != nil {
+			return fmt.Errorf("fan-out: %w", err)
+		}
+		bases, engs = append(bases, base.Seconds()), append(engs, eng.Seconds())
+		fanRatios = append(fanRatios, eng.Seconds()/base.Seconds())
+		peak = max(peak, rss)
+
+		seq, _, err := timed("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do sh -c true; i=$((i+1)); done", chain))
+		if err != nil {
+			return fmt.Errorf("sequential baseline: %w", err)
+		}
+		one, _, err := timed(binary, "run", "--json", oneJob)
+		if err != nil {
+			return fmt.Errorf("one order: %w", err)
+		}
+		ch, _, out, err := timedOutput(binary, "run", "--json", "--workers", fmt.Sprint(workers), chainJob)
+		if err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+		steady, err := medianHop(out)
+		if err != nil {
+			return fmt.Errorf("chain: %w", err)
+		}
+		steady -= seq / time.Duration(chain)
+		seqs, chains, ones = append(seqs, seq.Seconds()), append(chains, ch.Seconds()), append(ones, one.Seconds())
+		chainRatios = append(chainRatios, ch.Seconds()/seq.Seconds())
+		steadys = append(steadys, float64(steady.Microseconds())/1000)
+		perHops = append(perHops, float64(((ch-one-seq)/time.Duration(chain-1)).Microseconds())/1000)
 	}
-	one, _, err := timed(binary, "run", "--json", oneJob)
-	if err != nil {
-		return fmt.Errorf("one order: %w", err)
-	}
-	ch, _, out, err := timedOutput(binary, "run", "--json", "--workers", fmt.Sprint(workers), chainJob)
-	if err != nil {
-		return fmt.Errorf("chain: %w", err)
-	}
-	perHop := (ch - one - seq) / time.Duration(chain-1)
-	steady, err := medianHop(out)
-	if err != nil {
-		return fmt.Errorf("chain: %w", err)
-	}
-	steady -= seq / time.Duration(chain)
+
+	fmt.Printf("fan-out: %d independent orders running `true`\n", fanout)
+	fmt.Printf("  xargs -P %d          %8.3f s\n", workers, median(bases))
+	fmt.Printf("  iac-ci run           %8.3f s\n", median(engs))
+	fmt.Printf("  ratio                %8.2fx   (target: within 2x; rounds: %s)\n", median(fanRatios), list(fanRatios, "%.2f"))
+	fmt.Printf("  peak memory (RSS)    %8.1f MB (target: under 150 MB; the highest of the rounds)\n\n", float64(peak)/1024)
+
 	fmt.Printf("chain: %d dependent orders running `true`\n", chain)
-	fmt.Printf("  sequential sh -c     %8.3f s\n", seq.Seconds())
-	fmt.Printf("  iac-ci run           %8.3f s   (one-order run, start-up included: %.3f s)\n", ch.Seconds(), one.Seconds())
-	fmt.Printf("  ratio                %8.2fx\n", ch.Seconds()/seq.Seconds())
-	fmt.Printf("  overhead per hop     %8.2f ms  (median start-to-start of consecutive orders, less one sh -c; target: under 3 ms)\n",
-		float64(steady.Microseconds())/1000)
+	fmt.Printf("  sequential sh -c     %8.3f s\n", median(seqs))
+	fmt.Printf("  iac-ci run           %8.3f s   (one-order run, start-up included: %.3f s)\n", median(chains), median(ones))
+	fmt.Printf("  ratio                %8.2fx\n", median(chainRatios))
+	fmt.Printf("  overhead per hop     %8.2f ms  (median start-to-start of consecutive orders, less one sh -c; target: under 3 ms; rounds: %s)\n",
+		median(steadys), list(steadys, "%.2f"))
 	fmt.Printf("  whole-run overhead   %8.2f ms  per hop (chain - one-order run - sequential, over %d hops: intake of every order included)\n",
-		float64(perHop.Microseconds())/1000, chain-1)
+		median(perHops), chain-1)
 	if aws {
 		return awsCalls(binary, dir, sizes)
 	}
 	return nil
+}
+
+// median is the middle value of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// list formats xs with format, comma-separated.
+func list(xs []float64, format string) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeJob writes a job of n orders running `true`, each depending on the one before when chained.
