@@ -1,9 +1,9 @@
 // Package blobs is the object port: put, get, list and delete objects by key, and presigned PUT
 // and GET URLs with an expiry, so that a worker with no credentials can fetch its bundle and
 // deliver its result. A result landing under callbacks/ notifies the results queue, as an S3
-// bucket notification does. The embedded adapter keeps objects in a folder and serves its signed
-// URLs over HTTP (blobs/folderblobs); the AWS adapter is S3 (blobs/s3blobs). Both pass the
-// conformance suite in blobs/blobtest.
+// bucket notification does. The embedded adapter keeps small objects as SQLite rows and large
+// ones as files in a folder, and serves its signed URLs over HTTP (blobs/folderblobs); the AWS
+// adapter is S3 (blobs/s3blobs). Both pass the conformance suite in blobs/blobtest.
 package blobs
 
 import (
