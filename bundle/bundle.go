@@ -151,6 +151,9 @@ func (e buildEntry) write(zw *zip.Writer) error {
 	c := e.code
 	switch {
 	case c == nil:
+		// The manifest and the sealed environment are a few kilobytes, the latter ciphertext:
+		// deflating them cost more CPU per order than the bytes it saved were worth.
+		h.Method = zip.Store
 		h.SetMode(0o600)
 	case c.kind == kindDir:
 		h.Name += "/"

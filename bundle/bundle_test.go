@@ -262,3 +262,19 @@ func TestBuildRefusesInvalidManifest(t *testing.T) {
 		t.Errorf("Build with a stray secret name: got %v, want an error naming it", err)
 	}
 }
+
+// BenchmarkBuildAndUnpackWithoutCode is the bundle work of an order without code: intake builds
+// both zips, the worker unpacks exec.zip.
+func BenchmarkBuildAndUnpackWithoutCode(b *testing.B) {
+	sealed := bytes.Repeat([]byte(`"ENC[AES256_GCM,data:bm90IGEgcmVhbCBzZWNyZXQ=,iv:aXYxMjM0NTY3ODkwMTI=,tag:dGFnMTIzNDU2Nzg5MDEyMzQ1Ng==,type:str]",`), 12)
+	dest := b.TempDir()
+	for b.Loop() {
+		exec, _, err := bundle.Build(testManifest(), sealed, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := bundle.Unpack(exec, dest, bundle.DefaultLimits); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
