@@ -76,12 +76,50 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 					t.Errorf("order %s: commands ran %d times in %d attempts", o.OrderName, runs, o.Attempt)
 				}
 			}
+			requireHistory(t, second, v)
 			second.stop()
 			logs := first.log() + second.log()
 			if n := strings.Count(logs, `"msg":"run finalized"`); n != 1 {
 				t.Errorf("run finalized %d times, want once", n)
 			}
 		})
+	}
+}
+
+// requireHistory checks a run's history after a crash: each order has one running event per
+// attempt (an abandoned attempt's written by the claim that took over, saying so), and exactly
+// one event of its end.
+func requireHistory(t *testing.T, s *server, v runView) {
+	t.Helper()
+	var history struct {
+		Events []struct {
+			OrderName string `json:"order_name"`
+			Type      string `json:"event_type"`
+			Status    string `json:"status"`
+			Details   string `json:"details"`
+		} `json:"events"`
+	}
+	getJSON(t, s.url+"/runs/"+v.RunID+"/events", &history)
+	for _, o := range v.Orders {
+		running, ended, abandoned := 0, 0, 0
+		for _, e := range history.Events {
+			if e.Type != "order_state" || e.OrderName != o.OrderName {
+				continue
+			}
+			switch {
+			case e.Status == "running":
+				running++
+				if strings.Contains(e.Details, "abandoned") {
+					abandoned++
+				}
+			case e.Status == string(o.Status):
+				ended++
+			}
+		}
+		if running != o.Attempt || ended != 1 || abandoned != o.Attempt-1 {
+			t.Errorf("history of %s (%d attempts): %d running events (%d abandoned), %d of its end; want %d, %d, 1\n%+v",
+				o.OrderName, o.Attempt, running, abandoned, ended, o.Attempt, o.Attempt-1, history.Events)
+		}
 	}
 }
 
