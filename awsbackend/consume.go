@@ -2,7 +2,6 @@ package awsbackend
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,71 +16,14 @@ import (
 // is conditional). Long enough for a queue handling one message a second to delete ten a call.
 const DeleteDelay = 5 * time.Second
 
-// Deleter deletes handled messages of one queue in batches: SQS bills a DeleteMessageBatch of ten
-// receipts as one request, as it does a delete of one. Receipts wait until ten are pending or the
-// oldest has waited DeleteDelay. Share one Deleter between the consumers of a queue.
-type Deleter struct {
-	q   queues.Queue
-	log *slog.Logger
+// Deleter deletes handled messages of one queue in batches (consumers.Deleter): SQS bills a
+// DeleteMessageBatch of ten receipts as one request, as it does a delete of one. Share one
+// Deleter between the consumers of a queue.
+type Deleter = consumers.Deleter
 
-	mu      sync.Mutex
-	pending []string
-	timer   *time.Timer
-}
-
-// NewDeleter returns a deleter of q's messages.
+// NewDeleter returns a deleter of q's messages that waits up to DeleteDelay.
 func NewDeleter(q queues.Queue, log *slog.Logger) *Deleter {
-	return &Deleter{q: q, log: log}
-}
-
-// Add hands over the receipt of a handled message.
-func (d *Deleter) Add(receipt string) {
-	d.mu.Lock()
-	d.pending = append(d.pending, receipt)
-	var full []string
-	switch {
-	case len(d.pending) >= queues.MaxBatch:
-		full, d.pending = d.pending, nil
-		if d.timer != nil {
-			d.timer.Stop()
-			d.timer = nil
-		}
-	case d.timer == nil:
-		d.timer = time.AfterFunc(DeleteDelay, d.Flush)
-	}
-	d.mu.Unlock()
-	if full != nil {
-		d.delete(full)
-	}
-}
-
-// Flush deletes every pending receipt now. Call it once the consumers have stopped.
-func (d *Deleter) Flush() {
-	d.mu.Lock()
-	batch := d.pending
-	d.pending = nil
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
-	d.mu.Unlock()
-	for len(batch) > 0 {
-		n := min(len(batch), queues.MaxBatch)
-		d.delete(batch[:n])
-		batch = batch[n:]
-	}
-}
-
-func (d *Deleter) delete(receipts []string) {
-	if len(receipts) == 0 {
-		return
-	}
-	// The work is written: delete even if the consumers are stopping, or the messages come back.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := d.q.Delete(ctx, receipts...); err != nil && !errors.Is(err, queues.ErrInvalidReceipt) {
-		d.log.Warn("delete messages", "queue", d.q.Name(), "messages", len(receipts), "err", err)
-	}
+	return consumers.NewDeleter(q, DeleteDelay, log)
 }
 
 // Consumer consumes one queue: it receives up to Batch messages at a time with long polls and

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -13,8 +12,16 @@ import (
 // come back after its visibility timeout (and, after too many tries, to be dead-lettered).
 type Handler func(ctx context.Context, m queues.Message) error
 
-// Consume receives from q and hands each message to h, one at a time, until ctx ends.
+// DeleteDelay is how long Consume lets a handled message's receipt wait for others to share
+// its delete (see Deleter): long enough that a busy queue deletes ten a transaction, short
+// against any visibility timeout.
+const DeleteDelay = 100 * time.Millisecond
+
+// Consume receives from q and hands each message to h, one at a time, until ctx ends. Handled
+// messages are deleted in batches (Deleter), and the last ones when ctx ends.
 func Consume(ctx context.Context, q queues.Queue, batch int, log *slog.Logger, h Handler) error {
+	deleter := NewDeleter(q, DeleteDelay, log)
+	defer deleter.Flush()
 	for {
 		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: batch, Wait: queues.MaxWait})
 		if ctx.Err() != nil {
@@ -33,13 +40,8 @@ func Consume(ctx context.Context, q queues.Queue, batch int, log *slog.Logger, h
 				log.WarnContext(ctx, "message left for retry", "queue", q.Name(), "receive_count", m.ReceiveCount, "err", err)
 				continue
 			}
-			// The work is written: delete even if ctx just ended, or the message comes back.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			err := q.Delete(dctx, m.Receipt)
-			cancel()
-			if err != nil && !errors.Is(err, queues.ErrInvalidReceipt) {
-				log.WarnContext(ctx, "delete message", "queue", q.Name(), "err", err)
-			}
+			// The work is written: the message is deleted even if ctx just ended (Flush).
+			deleter.Add(m.Receipt)
 		}
 	}
 }
