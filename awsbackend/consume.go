@@ -61,12 +61,8 @@ func (c *Consumer) Run(ctx context.Context, h consumers.Handler) {
 		}
 		if err != nil {
 			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, time.Second) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
@@ -145,12 +141,8 @@ func (c *Consumer) runPool(ctx context.Context, h consumers.Handler) {
 		}
 		if err != nil {
 			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, time.Second) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
@@ -167,5 +159,17 @@ func (c *Consumer) runPool(ctx context.Context, h consumers.Handler) {
 				c.Deleter.Add(m.Receipt)
 			}()
 		}
+	}
+}
+
+// pause waits d, or less when ctx ends first; it reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -91,18 +91,10 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 // one event of its end.
 func requireHistory(t *testing.T, s *server, v runView) {
 	t.Helper()
-	var history struct {
-		Events []struct {
-			OrderName string `json:"order_name"`
-			Type      string `json:"event_type"`
-			Status    string `json:"status"`
-			Details   string `json:"details"`
-		} `json:"events"`
-	}
-	getJSON(t, s.url+"/runs/"+v.RunID+"/events", &history)
+	history := s.history(v.RunID)
 	for _, o := range v.Orders {
 		running, ended, abandoned := 0, 0, 0
-		for _, e := range history.Events {
+		for _, e := range history {
 			if e.Type != "order_state" || e.OrderName != o.OrderName {
 				continue
 			}
@@ -118,7 +110,7 @@ func requireHistory(t *testing.T, s *server, v runView) {
 		}
 		if running != o.Attempt || ended != 1 || abandoned != o.Attempt-1 {
 			t.Errorf("history of %s (%d attempts): %d running events (%d abandoned), %d of its end; want %d, %d, 1\n%+v",
-				o.OrderName, o.Attempt, running, abandoned, ended, o.Attempt, o.Attempt-1, history.Events)
+				o.OrderName, o.Attempt, running, abandoned, ended, o.Attempt, o.Attempt-1, history)
 		}
 	}
 }

@@ -228,6 +228,24 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
+// historyEvent is an entry of GET /runs/{id}/events.
+type historyEvent struct {
+	OrderName string `json:"order_name"`
+	Type      string `json:"event_type"`
+	Status    string `json:"status"`
+	Details   string `json:"details"`
+}
+
+// history reads a run's history.
+func (s *server) history(runID string) []historyEvent {
+	s.t.Helper()
+	var h struct {
+		Events []historyEvent `json:"events"`
+	}
+	getJSON(s.t, s.url+"/runs/"+runID+"/events", &h)
+	return h.Events
+}
+
 // waitRun polls GET /runs/{id} until the run is terminal and its done object is written.
 func (s *server) waitRun(runID string, d time.Duration) runView {
 	s.t.Helper()

@@ -43,18 +43,9 @@ func TestWebhookSignedJobRuns(t *testing.T) {
 		t.Fatalf("run %s: %+v", v.Status, v.Orders)
 	}
 	// The history has every move of every order, in the order they happened.
-	var history struct {
-		Events []struct {
-			OrderName string `json:"order_name"`
-			Type      string `json:"event_type"`
-			Status    string `json:"status"`
-			Details   string `json:"details"`
-		} `json:"events"`
-	}
-	getJSON(t, s.url+"/runs/"+v.RunID+"/events", &history)
 	moves := map[string][]string{}
 	var order []string
-	for _, e := range history.Events {
+	for _, e := range s.history(v.RunID) {
 		if e.Type == "order_state" {
 			moves[e.OrderName] = append(moves[e.OrderName], e.Status+" "+e.Details)
 			order = append(order, e.OrderName+" "+e.Status)

@@ -555,21 +555,7 @@ func (s *Store) orderUpdate(c store.OrderChange, from []string, e *expr) (update
 func (s *Store) moveOrder(ctx context.Context, c store.OrderChange, from []string, events []types.TransactWriteItem) (domain.OrderRecord, error) {
 	e := newExpr()
 	update, cond := s.orderUpdate(c, from, e)
-	if len(events) > 0 {
-		_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-			TransactItems: append([]types.TransactWriteItem{{Update: &types.Update{
-				TableName:                           aws.String(s.tables.Orders),
-				Key:                                 key(c.RunID, orderSK(c.OrderNum)),
-				UpdateExpression:                    aws.String(update),
-				ConditionExpression:                 aws.String(cond),
-				ExpressionAttributeNames:            e.names,
-				ExpressionAttributeValues:           e.values,
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}}}, events...),
-		})
-		return domain.OrderRecord{}, err
-	}
-	in := &dynamodb.UpdateItemInput{
+	item, err := s.write(ctx, &types.Update{
 		TableName:                           aws.String(s.tables.Orders),
 		Key:                                 key(c.RunID, orderSK(c.OrderNum)),
 		UpdateExpression:                    aws.String(update),
@@ -577,15 +563,37 @@ func (s *Store) moveOrder(ctx context.Context, c store.OrderChange, from []strin
 		ExpressionAttributeNames:            e.names,
 		ExpressionAttributeValues:           e.values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}, events, c.ReturnOrder)
+	if err != nil || !c.ReturnOrder || len(events) > 0 {
+		return domain.OrderRecord{}, err
 	}
-	if c.ReturnOrder {
+	return decodeOrder(item)
+}
+
+// write makes one conditional update with its events: an UpdateItem when there are none
+// (returning the item as written when returnNew), else a TransactWriteItems with the update as
+// item 0 (which returns nothing).
+func (s *Store) write(ctx context.Context, u *types.Update, events []types.TransactWriteItem, returnNew bool) (map[string]types.AttributeValue, error) {
+	if len(events) > 0 {
+		_, err := s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+			TransactItems: append([]types.TransactWriteItem{{Update: u}}, events...),
+		})
+		return nil, err
+	}
+	in := &dynamodb.UpdateItemInput{
+		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression,
+		ConditionExpression: u.ConditionExpression, ExpressionAttributeNames: u.ExpressionAttributeNames,
+		ExpressionAttributeValues:           u.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailure(u.ReturnValuesOnConditionCheckFailure),
+	}
+	if returnNew {
 		in.ReturnValues = types.ReturnValueAllNew
 	}
 	out, err := s.client.UpdateItem(ctx, in)
-	if err != nil || !c.ReturnOrder {
-		return domain.OrderRecord{}, err
+	if err != nil {
+		return nil, err
 	}
-	return decodeOrder(out.Attributes)
+	return out.Attributes, nil
 }
 
 // finishOrder makes a terminal move: the order's update (item 0), the run's counters (item 1)
@@ -694,30 +702,15 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 	}
 	events := s.eventPuts(c.Events)
 	for attempt := 0; ; attempt++ {
-		var err error
-		if len(events) == 0 {
-			_, err = s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-				TableName:                           aws.String(s.tables.Orders),
-				Key:                                 key(c.RunID, runSK),
-				UpdateExpression:                    aws.String(update),
-				ConditionExpression:                 aws.String(cond),
-				ExpressionAttributeNames:            e.names,
-				ExpressionAttributeValues:           e.values,
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			})
-		} else {
-			_, err = s.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-				TransactItems: append([]types.TransactWriteItem{{Update: &types.Update{
-					TableName:                           aws.String(s.tables.Orders),
-					Key:                                 key(c.RunID, runSK),
-					UpdateExpression:                    aws.String(update),
-					ConditionExpression:                 aws.String(cond),
-					ExpressionAttributeNames:            e.names,
-					ExpressionAttributeValues:           e.values,
-					ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-				}}}, events...),
-			})
-		}
+		_, err := s.write(ctx, &types.Update{
+			TableName:                           aws.String(s.tables.Orders),
+			Key:                                 key(c.RunID, runSK),
+			UpdateExpression:                    aws.String(update),
+			ConditionExpression:                 aws.String(cond),
+			ExpressionAttributeNames:            e.names,
+			ExpressionAttributeValues:           e.values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}, events, false)
 		if err == nil {
 			return nil
 		}
