@@ -11,12 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets"
-	"github.com/iac-ci/iac-ci/store"
 )
 
 // deleteRecorder is a queue that records the receipts of each Delete call.
@@ -139,54 +137,6 @@ func TestRunKeyCacheReadsOnceAndForgetsOnDelete(t *testing.T) {
 	}
 }
 
-// slowEvents is a store whose event writes wait for release, and record what each wrote.
-type slowEvents struct {
-	store.Store
-	release chan struct{}
-	fail    error
-	mu      sync.Mutex
-	writes  [][]domain.Event
-}
-
-func (s *slowEvents) AppendEvents(_ context.Context, events ...domain.Event) error {
-	<-s.release
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writes = append(s.writes, events)
-	return s.fail
-}
-
-func TestGroupedEventsShareWritesAndTheirError(t *testing.T) {
-	t.Parallel()
-	inner := &slowEvents{release: make(chan struct{}), fail: errors.New("throttled")}
-	g := NewGroupedEvents(inner)
-	ctx := t.Context()
-	errs := make(chan error, 6)
-	go func() { errs <- g.AppendEvents(ctx, domain.Event{Type: "first"}) }()
-	// The first write is in flight; five more calls gather behind it.
-	time.Sleep(50 * time.Millisecond)
-	for i := range 5 {
-		go func() { errs <- g.AppendEvents(ctx, domain.Event{Type: "later", Epoch: int64(i)}) }()
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(inner.release)
-	for range 6 {
-		if err := <-errs; err == nil || err.Error() != "throttled" {
-			t.Errorf("a caller got %v, want the write's error", err)
-		}
-	}
-	inner.mu.Lock()
-	defer inner.mu.Unlock()
-	if len(inner.writes) != 2 || len(inner.writes[0]) != 1 || len(inner.writes[1]) != 5 {
-		sizes := []int{}
-		for _, w := range inner.writes {
-			sizes = append(sizes, len(w))
-		}
-		t.Errorf("six calls wrote %v events per write, want [1 5]", sizes)
-	}
-}
-
-// oneMessage hands out one message, then nothing; it records visibility changes and deletes.
 type oneMessage struct {
 	deleteRecorder
 	given   atomic.Bool

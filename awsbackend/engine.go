@@ -12,11 +12,11 @@ import (
 
 // Engine returns an engine on the backend's ports, with the engine's default repair delays
 // (the sweeper runs every minute on AWS). doneURL tells where a run's done object can be read;
-// it may be nil. To save calls, event writes made at the same time share one request
-// (GroupedEvents) and run keys are read once per process and run (RunKeyCache).
+// it may be nil. To save calls, run keys are read once per process and run (RunKeyCache);
+// events need no grouping, since they are written with the moves they record.
 func (b *Backend) Engine(log *slog.Logger, doneURL func(runID string) string) *engine.Engine {
 	return &engine.Engine{
-		Store: NewGroupedEvents(b.Store), Queues: b.Queues, Blobs: b.Internal, Done: b.Done,
+		Store: b.Store, Queues: b.Queues, Blobs: b.Internal, Done: b.Done,
 		Keys: NewRunKeyCache(b.Keys), Log: log, DoneURL: doneURL,
 		// A CodeBuild build or an SSM command starts some time after its order is claimed
 		// (provisioning, queueing), so the sweeper waits longer past the timeout than embedded.

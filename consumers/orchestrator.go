@@ -56,6 +56,11 @@ func (o *Orchestrator) HandleKey(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("read result: %w", err)
 	}
+	return o.RecordStored(ctx, key, data)
+}
+
+// RecordStored records the result data stored under key.
+func (o *Orchestrator) RecordStored(ctx context.Context, key string, data []byte) error {
 	runID, num, attempt, err := blobs.ParseResultKey(key)
 	if err != nil {
 		return nil

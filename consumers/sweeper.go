@@ -93,8 +93,8 @@ func (s *Sweeper) sweepOrder(ctx context.Context, o domain.OrderRecord) error {
 		return e.Resend(ctx, o)
 	case domain.OrderRunning:
 		key := blobs.ResultKey(o.RunID, o.OrderNum, o.Attempt)
-		if _, err := e.Blobs.Get(ctx, key); err == nil {
-			return s.Orchestrator.HandleKey(ctx, key)
+		if data, err := e.Blobs.Get(ctx, key); err == nil {
+			return s.Orchestrator.RecordStored(ctx, key, data)
 		} else if !errors.Is(err, blobs.ErrNotFound) {
 			return fmt.Errorf("look for result: %w", err)
 		}

@@ -120,6 +120,16 @@ func orderEvent(o domain.OrderRecord, at time.Time, status, details string) doma
 		Epoch: at.UnixNano(), Type: domain.EventOrderState, Status: status, Details: details, Time: at}
 }
 
+// endEvents is the history an order's end writes: for an order o shows running, its attempt's
+// RunningEvent, then the end itself.
+func endEvents(o domain.OrderRecord, at time.Time, status domain.OrderStatus, reason string) []domain.Event {
+	var events []domain.Event
+	if o.Status == domain.OrderRunning && !o.StartedAt.IsZero() {
+		events = append(events, RunningEvent(o))
+	}
+	return append(events, orderEvent(o, at, string(status), reason))
+}
+
 // RunningEvent is the history entry of an order's claim, attempt o.Attempt started at
 // o.StartedAt. A claim writes no event of its own, to cost one write: the move that ends the
 // attempt (or abandons it) writes this one with its own, so every attempt's start is in the
@@ -236,15 +246,11 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 	if out.FinishedAt.IsZero() {
 		out.FinishedAt = e.now()
 	}
-	var events []domain.Event
-	if o.Status == domain.OrderRunning && !o.StartedAt.IsZero() {
-		events = append(events, RunningEvent(o))
-	}
-	events = append(events, orderEvent(o, out.FinishedAt, string(out.Status), out.Reason))
 	moved, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 		RunID: o.RunID, OrderNum: o.OrderNum, From: from, Attempt: attempt,
 		To: out.Status, StartedAt: out.StartedAt, FinishedAt: out.FinishedAt, ExitCode: out.ExitCode,
-		Reason: out.Reason, LogKey: out.LogKey, LogTail: out.LogTail, Events: events,
+		Reason: out.Reason, LogKey: out.LogKey, LogTail: out.LogTail,
+		Events: endEvents(o, out.FinishedAt, out.Status, out.Reason),
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return false, nil
@@ -437,14 +443,10 @@ func (e *Engine) TimeOutRun(ctx context.Context, run domain.Run) error {
 		}
 		const reason = "the job deadline (job_timeout) passed"
 		now := e.now()
-		var events []domain.Event
-		if o.Status == domain.OrderRunning && !o.StartedAt.IsZero() {
-			events = append(events, RunningEvent(o))
-		}
 		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 			RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{o.Status}, Attempt: o.Attempt,
 			To: domain.OrderTimedOut, FinishedAt: now, Reason: reason,
-			Events: append(events, orderEvent(o, now, string(domain.OrderTimedOut), reason)),
+			Events: endEvents(o, now, domain.OrderTimedOut, reason),
 		})
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("time out order %s: %w", o.OrderName, err)
