@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -50,7 +51,8 @@ type Task struct {
 	// CallbackURL is a presigned PUT URL for this attempt's result.json. The commands see it too,
 	// as CALLBACK_URL.
 	CallbackURL string
-	// LogKey names where PutLog stores the log; it is reported in the result.
+	// LogKey names where PutLog stores a log too long for the tail; it is reported in the result.
+	// A shorter log is whole in the tail and is not stored apart.
 	LogKey string
 	PutLog func(ctx context.Context, log []byte) error
 	// WorkRoot is where a fresh working directory is made (and removed afterwards).
@@ -90,12 +92,17 @@ func Execute(ctx context.Context, t Task) (domain.Result, error) {
 	masked := []byte(masker.String(string(logText)))
 	res.LogTail = tail(masked, TailBytes)
 	res.FinishedAt = time.Now().UTC()
-	if t.PutLog != nil {
+	switch {
+	case len(masked) < TailBytes:
+		// The tail is the whole log: result.json stores it whole, and a log object beside it
+		// would only repeat it (on AWS, one S3 PUT per order saved).
+		res.LogKey = ""
+	case t.PutLog != nil:
 		if err := t.PutLog(ctx, masked); err != nil {
 			log.WarnContext(ctx, "store order log", "run_id", t.RunID, "order_num", t.OrderNum, "err", err)
 			res.LogKey = ""
 		}
-	} else {
+	default:
 		res.LogKey = ""
 	}
 	crashpoint.Hit("worker.before-result")
@@ -185,10 +192,19 @@ func runCommands(ctx context.Context, cmds []string, dir string, env []string, d
 	return status, code, reason, nil
 }
 
+// shell is the path of sh, looked up once: a lookup stats each folder of PATH in turn, which
+// at every command is a measurable part of running a short one.
+var shell = sync.OnceValue(func() string {
+	if path, err := exec.LookPath("sh"); err == nil {
+		return path
+	}
+	return "sh" // exec.Command reports the lookup's error when it runs
+})
+
 func runEach(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
 		fmt.Fprintf(out, "+ %s\n", c)
-		cmd := exec.Command("sh", "-c", c)
+		cmd := exec.Command(shell(), "-c", c)
 		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
 		// Its own process group, so that a timeout ends every process the command started; and
 		// killed if this process dies, so a crashed worker leaves no command running.

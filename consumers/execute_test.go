@@ -549,8 +549,11 @@ func checkDelivered(t *testing.T, o outcome) {
 	if got.StartedAt.IsZero() || got.FinishedAt.Before(got.StartedAt) {
 		t.Errorf("times %s .. %s", got.StartedAt, got.FinishedAt)
 	}
-	// The log is stored under the task's key, or, when it fits in the tail, travels whole in the
-	// result with no key.
+	// A log longer than the tail is stored under the task's key; one that fits in the tail
+	// travels whole in the result, with no key and no object beside it.
+	if len(o.res.LogTail) < consumers.TailBytes && (got.LogKey != "" || o.stored != nil) {
+		t.Errorf("a log of %d bytes, whole in the tail, was also stored apart (key %q)", len(o.res.LogTail), got.LogKey)
+	}
 	switch got.LogKey {
 	case "logs/run-exec-test/0001/1.log":
 		if len(o.stored) == 0 || !strings.HasSuffix(string(o.stored), o.res.LogTail) {

@@ -240,7 +240,8 @@ type OrderView struct {
 	StartedAt  *time.Time         `json:"started_at"`
 	FinishedAt *time.Time         `json:"finished_at"`
 	Reason     string             `json:"reason,omitempty"`
-	LogKey     string             `json:"log_key,omitempty"`
+	LogKey     string             `json:"log_key,omitempty"`  // the whole log, when longer than its tail
+	LogTail    string             `json:"log_tail,omitempty"` // the log's end (all of it, without a log_key), masked
 }
 
 // RunView is a run's status as GET /runs/{run_id} and `iac-ci run --json` show it.
@@ -268,7 +269,7 @@ func ViewOf(run domain.Run, orders []domain.OrderRecord) RunView {
 	for _, o := range orders {
 		v.Orders = append(v.Orders, OrderView{OrderName: o.OrderName, QueueID: o.QueueID, OrderNum: o.OrderNum,
 			Target: o.Target, Status: o.Status, Attempt: o.Attempt, ExitCode: o.ExitCode,
-			StartedAt: timePtr(o.StartedAt), FinishedAt: timePtr(o.FinishedAt), Reason: o.Reason, LogKey: o.LogKey})
+			StartedAt: timePtr(o.StartedAt), FinishedAt: timePtr(o.FinishedAt), Reason: o.Reason, LogKey: o.LogKey, LogTail: o.LogTail})
 	}
 	return v
 }

@@ -313,7 +313,7 @@ func TestAWSExamplesEndAsEmbedded(t *testing.T) {
 	// The diamond's plan ran on its code from S3.
 	v := waitAWSRun(t, s, runs["diamond.yaml"], time.Second)
 	for _, o := range v.Orders {
-		if o.OrderName == "plan" && (o.Target != domain.TargetLambda || o.LogKey == "") {
+		if o.OrderName == "plan" && (o.Target != domain.TargetLambda || o.LogTail == "") {
 			t.Errorf("plan: got %+v, want a lambda order with a log", o)
 		}
 	}
@@ -351,6 +351,7 @@ func TestAWSSecretsReachTheCommandsAndAreKeptNowhere(t *testing.T) {
 			"order_name": name, "execution_target": target, "timeout": 60,
 			"ssm_paths": []string{paramPath}, "secret_manager_paths": []string{secretName},
 			"cmds": []string{
+				"seq 1 2000", // a log longer than its tail, stored as an object of its own
 				check("DB_PASSWORD", sum(dbPassword), "db-ok"),
 				check("API_TOKEN", sum(apiToken), "token-ok"),
 				`echo "db=$DB_PASSWORD token=$API_TOKEN"`,
