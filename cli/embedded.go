@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,8 +152,13 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	notify := func(ctx context.Context, body []byte) error {
 		return results.Send(ctx, queues.Outgoing{Body: body})
 	}
+	// A result small enough to be a row is notified of in the transaction that stores it.
+	notifyInTx := func(ctx context.Context, tx *sql.Tx, body []byte) (func(), error) {
+		return broker.SendInTx(ctx, tx, queues.Results, queues.Outgoing{Body: body})
+	}
 	baseURL := func() string { return s.BaseURL }
-	internal, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "internal", folderblobs.Options{BaseURL: baseURL, Notify: notify, Inline: db})
+	internal, err := folderblobs.New(filepath.Join(o.DataDir, "blobs"), "internal",
+		folderblobs.Options{BaseURL: baseURL, Notify: notify, NotifyInTx: notifyInTx, Inline: db})
 	if err != nil {
 		return fail(err)
 	}

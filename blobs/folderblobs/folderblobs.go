@@ -77,6 +77,12 @@ type Options struct {
 	// Notify receives blobs.NotificationBody after a Put of a result key. When it fails, Put
 	// returns its error: the object stays written, and a retried Put writes and notifies again.
 	Notify func(ctx context.Context, body []byte) error
+	// NotifyInTx, when set with Inline, notifies of a result kept as a row inside the
+	// transaction that stores the row (the queue being on the same database), so the object and
+	// its notification exist together or not at all, as S3 promises a notification for every
+	// object stored; it returns a wake to call once that transaction commits. Results kept as
+	// files, and every result when NotifyInTx is nil, are notified through Notify after the Put.
+	NotifyInTx func(ctx context.Context, tx *sql.Tx, body []byte) (wake func(), err error)
 	// Clock tells the time for expiries and notifications; time.Now when nil.
 	Clock func() time.Time
 	// MaxBodyBytes bounds a presigned PUT's body; DefaultMaxBodyBytes when zero.
@@ -112,10 +118,12 @@ type Bucket struct {
 	key     []byte
 	baseURL func() string
 	notify  func(ctx context.Context, body []byte) error
-	now     func() time.Time
-	maxBody int64
-	log     *slog.Logger
-	sync    bool
+	// notifyInTx notifies of a result row in the row's own transaction (Options.NotifyInTx).
+	notifyInTx func(ctx context.Context, tx *sql.Tx, body []byte) (wake func(), err error)
+	now        func() time.Time
+	maxBody    int64
+	log        *slog.Logger
+	sync       bool
 	// db keeps objects of up to inlineMax bytes as rows; nil when every object is a file.
 	db        *sql.DB
 	st        *statements
@@ -152,15 +160,16 @@ func New(dir, bucket string, opts Options) (*Bucket, error) {
 		return nil, fmt.Errorf("open bucket %s: empty signing key", bucket)
 	}
 	b := &Bucket{
-		name:    bucket,
-		root:    root,
-		key:     slices.Clone(key),
-		baseURL: opts.BaseURL,
-		notify:  opts.Notify,
-		now:     opts.Clock,
-		maxBody: opts.MaxBodyBytes,
-		log:     opts.Logger,
-		sync:    opts.Sync,
+		name:       bucket,
+		root:       root,
+		key:        slices.Clone(key),
+		baseURL:    opts.BaseURL,
+		notify:     opts.Notify,
+		notifyInTx: opts.NotifyInTx,
+		now:        opts.Clock,
+		maxBody:    opts.MaxBodyBytes,
+		log:        opts.Logger,
+		sync:       opts.Sync,
 	}
 	if b.now == nil {
 		b.now = time.Now
@@ -192,13 +201,16 @@ func (b *Bucket) Put(ctx context.Context, key string, body []byte) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	var err error
+	var (
+		err      error
+		notified bool
+	)
 	if b.inlines(int64(len(body))) {
-		err = b.putRow(ctx, key, body)
+		notified, err = b.putRow(ctx, key, body)
 	} else {
 		_, err = b.putFile(ctx, key, bytes.NewReader(body))
 	}
-	if err != nil {
+	if err != nil || notified {
 		return err
 	}
 	return b.notifyCreated(ctx, key, int64(len(body)))
@@ -399,19 +411,22 @@ const tempPrefix = ".put-"
 func (b *Bucket) inlines(size int64) bool { return b.db != nil && size <= b.inlineMax }
 
 // store writes r to the valid key atomically, as a row when it is small enough, and returns how
-// many bytes it wrote. It reads no more than InlineMax+1 bytes before it knows which.
-func (b *Bucket) store(ctx context.Context, key string, r io.Reader) (int64, error) {
+// many bytes it wrote and whether it also notified (see putRow). It reads no more than
+// InlineMax+1 bytes before it knows which.
+func (b *Bucket) store(ctx context.Context, key string, r io.Reader) (n int64, notified bool, err error) {
 	if b.db != nil {
 		head, err := io.ReadAll(io.LimitReader(r, b.inlineMax+1))
 		if err != nil {
-			return 0, fmt.Errorf("put %s: %w", key, err)
+			return 0, false, fmt.Errorf("put %s: %w", key, err)
 		}
 		if b.inlines(int64(len(head))) {
-			return int64(len(head)), b.putRow(ctx, key, head)
+			notified, err := b.putRow(ctx, key, head)
+			return int64(len(head)), notified, err
 		}
 		r = io.MultiReader(bytes.NewReader(head), r)
 	}
-	return b.putFile(ctx, key, r)
+	n, err = b.putFile(ctx, key, r)
+	return n, false, err
 }
 
 // putFile writes r to the valid key's file atomically and returns how many bytes it wrote. With

@@ -107,12 +107,14 @@ func (b *Bucket) servePut(w http.ResponseWriter, r *http.Request, key string) er
 	}
 	// The body streams to the temporary file, or into memory while it may still become a row;
 	// MaxBytesReader stops it at the limit.
-	n, err := b.store(r.Context(), key, http.MaxBytesReader(w, r.Body, b.maxBody))
+	n, notified, err := b.store(r.Context(), key, http.MaxBytesReader(w, r.Body, b.maxBody))
 	if err != nil {
 		return err
 	}
-	if err := b.notifyCreated(r.Context(), key, n); err != nil {
-		return err
+	if !notified {
+		if err := b.notifyCreated(r.Context(), key, n); err != nil {
+			return err
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil

@@ -156,14 +156,18 @@ func (b *Bucket) locked(ctx context.Context, f func(tx *sql.Tx) error) error {
 // with no file or folder (fileClash) and no row (in the same statement that stores the row). When
 // the key had a file, putRow removes it once the row is committed, in a second locked step and
 // only while the row is still there: once a row is stored, any file of the key is older, since
-// putFile deletes the row in the step that renames a file into place.
-func (b *Bucket) putRow(ctx context.Context, key string, body []byte) error {
+// putFile deletes the row in the step that renames a file into place. A result key is notified
+// of in the row's transaction when Options.NotifyInTx is set, and notified reports it.
+func (b *Bucket) putRow(ctx context.Context, key string, body []byte) (notified bool, err error) {
 	if body == nil {
 		body = []byte{} // nil would be NULL
 	}
 	path := b.path(key)
-	var stale bool
-	err := b.locked(ctx, func(tx *sql.Tx) error {
+	var (
+		stale bool
+		wake  func()
+	)
+	err = b.locked(ctx, func(tx *sql.Tx) error {
 		var err error
 		if stale, err = fileClash(path, key); err != nil {
 			return err
@@ -178,13 +182,24 @@ func (b *Bucket) putRow(ctx context.Context, key string, body []byte) error {
 		} else if n == 0 {
 			return fmt.Errorf("key %q is a folder of other objects, or one of its folders is an object: %w", key, errKeyClash)
 		}
+		if b.notifyInTx == nil || !blobs.IsResultKey(key) {
+			return nil
+		}
+		wake, err = b.notifyInTx(ctx, tx, blobs.NotificationBody(b.name, key, int64(len(body)), b.now()))
+		if err != nil {
+			return fmt.Errorf("notify result: %w", err)
+		}
+		notified = true
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return false, fmt.Errorf("put %s: %w", key, err)
+	}
+	if wake != nil {
+		wake()
 	}
 	if !stale {
-		return nil
+		return notified, nil
 	}
 	// The row is stored: from here on, the Put completes even if its caller gives up.
 	ctx = context.WithoutCancel(ctx)
@@ -202,12 +217,12 @@ func (b *Bucket) putRow(ctx context.Context, key string, body []byte) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("put %s: remove its former file: %w", key, err)
+		return notified, fmt.Errorf("put %s: remove its former file: %w", key, err)
 	}
 	if removed {
 		b.prune(filepath.Dir(path))
 	}
-	return nil
+	return notified, nil
 }
 
 // getRow returns key's row, or blobs.ErrNotFound; inside tx when it is not nil.

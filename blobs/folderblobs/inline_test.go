@@ -2,6 +2,7 @@ package folderblobs_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
 
 // testInlineMax is the InlineMax of the tests' inline buckets: small, so that both kinds of
@@ -291,6 +294,100 @@ func TestInlinePresignedResultPutNotifiesOnce(t *testing.T) {
 	ib.requireOneCopy(t, key, true, body)
 	if files := filesUnder(t, filepath.Join(ib.dir, "internal")); len(files) != 0 {
 		t.Errorf("files after a small presigned PUT: %q, want none", files)
+	}
+}
+
+// With NotifyInTx, a result kept as a row is notified of in the transaction that stores it (here
+// into a real results queue on the same database): once for a Put and once for a presigned PUT,
+// never also through Notify; a notification that fails leaves no row. A result too large for a
+// row is a file and is notified of through Notify.
+func TestInlineNotifyInTx(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := openDB(t)
+	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: queues.Results, Visibility: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := broker.Queue(queues.Results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		n      notifications
+		failTx error
+	)
+	dir := t.TempDir()
+	b, _ := serve(t, dir, "internal", folderblobs.Options{
+		Inline: db, InlineMax: testInlineMax, Notify: n.notify,
+		NotifyInTx: func(ctx context.Context, tx *sql.Tx, body []byte) (func(), error) {
+			if failTx != nil {
+				return nil, failTx
+			}
+			return broker.SendInTx(ctx, tx, queues.Results, queues.Outgoing{Body: body})
+		},
+	})
+	ib := inlineBucket{Bucket: b, dir: dir, db: db}
+	queued := func() []blobs.ObjectRef {
+		t.Helper()
+		msgs, err := results.Receive(ctx, queues.ReceiveOptions{Max: queues.MaxBatch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refs []blobs.ObjectRef
+		for _, m := range msgs {
+			r, err := blobs.ParseNotification(m.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, r...)
+		}
+		return refs
+	}
+
+	body := []byte(`{"status":"succeeded"}`)
+	key := blobs.ResultKey("run-1", 1, 1)
+	if err := ib.Put(ctx, key, body); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if got := queued(); len(got) != 1 || got[0].Key != key || got[0].Size != int64(len(body)) {
+		t.Fatalf("after Put: queued %+v, want one notification of %s", got, key)
+	}
+	key2 := blobs.ResultKey("run-1", 2, 1)
+	u, err := ib.PresignPut(ctx, key2, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := httpDo(t, http.MethodPut, u, body); code != http.StatusOK {
+		t.Fatalf("PUT %s: status %d (%s), want 200", key2, code, msg)
+	}
+	if got := queued(); len(got) != 1 || got[0].Key != key2 {
+		t.Fatalf("after a presigned PUT: queued %+v, want one notification of %s", got, key2)
+	}
+	if got := n.refs(t); len(got) != 0 {
+		t.Fatalf("Notify got %+v for results kept as rows, want nothing", got)
+	}
+
+	failTx = errors.New("queue unavailable")
+	key3 := blobs.ResultKey("run-1", 3, 1)
+	if err := ib.Put(ctx, key3, body); !errors.Is(err, failTx) {
+		t.Fatalf("Put with a failing NotifyInTx: %v, want it to wrap %v", err, failTx)
+	}
+	if row, file := ib.copies(t, key3); row || file {
+		t.Errorf("a result whose notification failed was kept (row %v, file %v)", row, file)
+	}
+	failTx = nil
+
+	big := bytes.Repeat([]byte("x"), testInlineMax+1)
+	key4 := blobs.ResultKey("run-1", 4, 1)
+	if err := ib.Put(ctx, key4, big); err != nil {
+		t.Fatalf("Put of a large result: %v", err)
+	}
+	if got := n.refs(t); len(got) != 1 || got[0].Key != key4 {
+		t.Errorf("Notify got %+v, want one notification of the large result %s", got, key4)
+	}
+	if got := queued(); len(got) != 0 {
+		t.Errorf("queued %+v for a result kept as a file, want nothing in the transaction", got)
 	}
 }
 

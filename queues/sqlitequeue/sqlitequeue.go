@@ -224,6 +224,37 @@ type queue struct {
 func (q *queue) Name() string { return q.spec.Name }
 
 func (q *queue) Send(ctx context.Context, msgs ...queues.Outgoing) error {
+	if err := q.checkSend(msgs); err != nil || len(msgs) == 0 {
+		return err
+	}
+	if err := q.broker.inTx(ctx, func(tx *sql.Tx) error { return q.insert(ctx, tx, msgs) }); err != nil {
+		return failure(ctx, "send to "+q.spec.Name, err)
+	}
+	q.ready.broadcast()
+	return nil
+}
+
+// SendInTx adds msgs to the named queue inside tx, a transaction on the Broker's database that
+// the caller commits, so that the messages exist exactly when the caller's own writes do (the
+// embedded blob store notifies of a result this way, in the transaction that stores it). After
+// tx commits, the caller calls wake, which wakes the queue's waiting receives as Send does.
+func (b *Broker) SendInTx(ctx context.Context, tx *sql.Tx, queue string, msgs ...queues.Outgoing) (wake func(), err error) {
+	q, ok := b.queues[queue]
+	if !ok {
+		return nil, fmt.Errorf("queue %s: %w", queue, queues.ErrNotFound)
+	}
+	if err := q.checkSend(msgs); err != nil {
+		return nil, err
+	}
+	if err := q.insert(ctx, tx, msgs); err != nil {
+		return nil, failure(ctx, "send to "+q.spec.Name, err)
+	}
+	return q.ready.broadcast, nil
+}
+
+// checkSend refuses what SQS would refuse in a send: too many messages, a body too large, a
+// delay out of range.
+func (q *queue) checkSend(msgs []queues.Outgoing) error {
 	if len(msgs) > queues.MaxBatch {
 		return fmt.Errorf("send to %s: %d messages, at most %d per call", q.spec.Name, len(msgs), queues.MaxBatch)
 	}
@@ -235,23 +266,17 @@ func (q *queue) Send(ctx context.Context, msgs ...queues.Outgoing) error {
 			return fmt.Errorf("send to %s: message %d: delay %v is outside 0 to %v", q.spec.Name, i, m.Delay, queues.MaxDelay)
 		}
 	}
-	if len(msgs) == 0 {
-		return nil
-	}
+	return nil
+}
+
+func (q *queue) insert(ctx context.Context, tx *sql.Tx, msgs []queues.Outgoing) error {
 	now := q.broker.now()
-	err := q.broker.inTx(ctx, func(tx *sql.Tx) error {
-		insert := tx.StmtContext(ctx, q.broker.stmts.insert)
-		for _, m := range msgs {
-			if _, err := insert.ExecContext(ctx, q.spec.Name, m.Body, now.UnixMilli(), visibleAt(now, m.Delay)); err != nil {
-				return err
-			}
+	insert := tx.StmtContext(ctx, q.broker.stmts.insert)
+	for _, m := range msgs {
+		if _, err := insert.ExecContext(ctx, q.spec.Name, m.Body, now.UnixMilli(), visibleAt(now, m.Delay)); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return failure(ctx, "send to "+q.spec.Name, err)
 	}
-	q.ready.broadcast()
 	return nil
 }
 

@@ -272,3 +272,57 @@ func BenchmarkSendReceiveDelete(b *testing.B) {
 		}
 	}
 }
+
+// A message sent in the caller's transaction exists only if that transaction commits, and wake
+// reaches a receive already waiting.
+func TestSendInTx(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	b := openBroker(t, db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
+	work := mustQueue(t, b, "work")
+	ctx := t.Context()
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SendInTx(ctx, tx, "work", queues.Outgoing{Body: []byte(`"rolled back"`)}); err != nil {
+		t.Fatalf("SendInTx: %v", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := work.Receive(ctx, queues.ReceiveOptions{Max: 10}); err != nil || len(msgs) != 0 {
+		t.Fatalf("after a rollback: %d messages, error %v; want none", len(msgs), err)
+	}
+
+	got := make(chan []queues.Message, 1)
+	go func() {
+		msgs, _ := work.Receive(ctx, queues.ReceiveOptions{Max: 10, Wait: 10 * time.Second})
+		got <- msgs
+	}()
+	time.Sleep(200 * time.Millisecond) // the receive is waiting
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake, err := b.SendInTx(ctx, tx, "work", queues.Outgoing{Body: []byte(`"committed"`)})
+	if err != nil {
+		t.Fatalf("SendInTx: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	wake()
+	msgs := <-got
+	if len(msgs) != 1 || string(msgs[0].Body) != `"committed"` {
+		t.Fatalf("waiting receive got %d messages, want the committed one", len(msgs))
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("waiting receive woke %v after wake", took)
+	}
+	if _, err := b.SendInTx(ctx, nil, "nope"); !errors.Is(err, queues.ErrNotFound) {
+		t.Errorf("SendInTx to an unknown queue: %v, want ErrNotFound", err)
+	}
+}
