@@ -242,7 +242,7 @@ func open(doc []byte, svc keyservice.KeyServiceClient) (map[string]string, error
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: %w", ErrWrongKey)
 	}
-	cipher := aes.NewCipher()
+	cipher := stringCipher{aes.NewCipher()}
 	mac, err := tree.Decrypt(dataKey, cipher)
 	if err != nil {
 		return nil, fmt.Errorf("open bundle: decrypt values: %w", ErrMalformed)
