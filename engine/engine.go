@@ -145,18 +145,16 @@ func (e *Engine) Enqueue(ctx context.Context, o domain.OrderRecord) error {
 	return e.EnqueueAll(ctx, []domain.OrderRecord{o})
 }
 
-// EnqueueAll is Enqueue for many orders at once, as intake queues a run's first orders: each
-// move is still its own conditional write (with its event), but the messages go in batches
-// (queues.MaxBatch messages a send), which on AWS is one call for ten orders instead of ten.
+// EnqueueAll is Enqueue for many orders at once: each move is still its own conditional write
+// (with its event), but the messages go in batches (see SendAll).
 func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) error {
 	now := e.now()
-	byTarget := map[domain.Target][]queues.Outgoing{}
-	var changed string
+	var moved []domain.OrderRecord
 	for i, o := range orders {
 		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 			RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt,
-			To: domain.OrderQueued, DueAt: now.Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)), QueuedAt: now,
-			Events: []domain.Event{orderEvent(o, now.Add(time.Duration(i)), string(domain.OrderQueued), "")},
+			To: domain.OrderQueued, DueAt: now.Add(e.requeueAfter()), QueuedAt: now,
+			Events: []domain.Event{queuedEvent(o, now, i)},
 		})
 		if errors.Is(err, store.ErrConflict) {
 			continue
@@ -165,12 +163,55 @@ func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) er
 			return fmt.Errorf("queue order %s: %w", o.OrderName, err)
 		}
 		crashpoint.Hit("enqueue.moved")
+		moved = append(moved, o)
+	}
+	if err := e.SendAll(ctx, moved); err != nil {
+		return err
+	}
+	if len(moved) > 0 {
+		e.changed(moved[len(moved)-1].RunID)
+	}
+	return nil
+}
+
+// QueueFirst makes the first orders of a run not yet inserted, those waiting for nothing,
+// queued at now, in place, as EnqueueAll would move them, and returns the events EnqueueAll
+// would write with the moves. Intake inserts the run so, with these events
+// (store.Store.CreateRun), then sends the orders' messages with SendAll: a run's first orders
+// cost no move each (on DynamoDB a transaction each). A crash before the send leaves them
+// queued without a message; intake's retry sends them, as the sweeper would after RequeueAfter.
+func (e *Engine) QueueFirst(orders []domain.OrderRecord, now time.Time) []domain.Event {
+	var events []domain.Event
+	for i := range orders {
+		o := &orders[i]
+		if o.Status != domain.OrderWaiting || len(o.Deps) > 0 {
+			continue
+		}
+		o.Status, o.QueuedAt, o.DueAt = domain.OrderQueued, now, now.Add(e.requeueAfter())
+		events = append(events, queuedEvent(*o, now, len(events)))
+	}
+	return events
+}
+
+// queuedEvent is the history entry of the move to queued of the i-th of orders queued together
+// at now: each a nanosecond after the one before, so the history lists them in that order.
+func queuedEvent(o domain.OrderRecord, now time.Time, i int) domain.Event {
+	return orderEvent(o, now.Add(time.Duration(i)), string(domain.OrderQueued), "")
+}
+
+func (e *Engine) requeueAfter() time.Duration { return orDefault(e.RequeueAfter, DefaultRequeueAfter) }
+
+// SendAll sends the messages of orders already queued, in batches of queues.MaxBatch per target
+// queue, which on AWS is one call for ten orders instead of ten. It moves nothing. A message
+// sent twice is harmless: a worker claims an order only from the state it expects.
+func (e *Engine) SendAll(ctx context.Context, orders []domain.OrderRecord) error {
+	byTarget := map[domain.Target][]queues.Outgoing{}
+	for _, o := range orders {
 		body, err := json.Marshal(message(o))
 		if err != nil {
 			return err
 		}
 		byTarget[o.Target] = append(byTarget[o.Target], queues.Outgoing{Body: body})
-		changed = o.RunID
 	}
 	for target, msgs := range byTarget {
 		q, err := e.Queues.Queue(queues.Orders(string(target)))
@@ -183,9 +224,6 @@ func (e *Engine) EnqueueAll(ctx context.Context, orders []domain.OrderRecord) er
 				return fmt.Errorf("send orders to %s: %w", target, err)
 			}
 		}
-	}
-	if changed != "" {
-		e.changed(changed)
 	}
 	return nil
 }
@@ -200,7 +238,7 @@ func message(o domain.OrderRecord) domain.OrderMessage {
 func (e *Engine) Resend(ctx context.Context, o domain.OrderRecord) error {
 	_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
 		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderQueued}, Attempt: o.Attempt,
-		To: domain.OrderQueued, DueAt: e.now().Add(orDefault(e.RequeueAfter, DefaultRequeueAfter)),
+		To: domain.OrderQueued, DueAt: e.now().Add(e.requeueAfter()),
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil

@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -82,5 +84,116 @@ func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
 	}
 	if got[0].Status != domain.OrderQueued || got[1].Status != domain.OrderWaiting {
 		t.Errorf("after order 1 succeeded: order 2 %s (want queued), order 4 %s (want waiting for 3)", got[0].Status, got[1].Status)
+	}
+}
+
+// A run's first orders inserted queued (QueueFirst, then CreateRun with its events, then
+// SendAll) are stored, recorded and sent exactly as EnqueueAll moves and sends them after an
+// insert as waiting: same status, times and events, one message each.
+func TestQueueFirstIsEnqueueAllWithoutTheMoves(t *testing.T) {
+	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	broker, err := sqlitequeue.Open(db, queues.Topology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlitestore.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	e := &engine.Engine{Store: st, Queues: broker, RequeueAfter: 3 * time.Minute, Now: func() time.Time { return now }}
+
+	// 1 and 3 wait for nothing, 2 waits for 1, 4 failed at intake.
+	newRun := func() (domain.Run, []domain.OrderRecord) {
+		run := domain.Run{RunID: domain.NewRunID(now), TraceID: domain.NewTraceID(), Status: domain.RunAccepted,
+			OrderCount: 4, Open: 3, CreatedAt: now, Deadline: now.Add(time.Hour)}
+		orders := make([]domain.OrderRecord, 4)
+		for i := range orders {
+			orders[i] = domain.OrderRecord{RunID: run.RunID, TraceID: run.TraceID, OrderNum: i + 1,
+				OrderName: "order-" + domain.OrderNumString(i+1), Target: domain.TargetLambda, MustSucceed: true,
+				Timeout: 60, Status: domain.OrderWaiting, DueAt: now.Add(time.Minute)}
+		}
+		orders[1].Deps, orders[0].Dependents = []int{1}, []int{2}
+		orders[3].Status, orders[3].DueAt, orders[3].FinishedAt = domain.OrderFailed, time.Time{}, now
+		return run, orders
+	}
+	queue, err := broker.Queue(queues.Orders(string(domain.TargetLambda)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := func() []int {
+		msgs, err := queue.Receive(t.Context(), queues.ReceiveOptions{Max: queues.MaxBatch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nums []int
+		for _, m := range msgs {
+			var om domain.OrderMessage
+			if err := json.Unmarshal(m.Body, &om); err != nil {
+				t.Fatal(err)
+			}
+			nums = append(nums, om.OrderNum)
+		}
+		slices.Sort(nums)
+		return nums
+	}
+	// What is stored of a run, without its ids.
+	stored := func(run domain.Run) ([]domain.OrderRecord, []domain.Event) {
+		orders, err := st.ListOrders(t.Context(), run.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := st.ListEvents(t.Context(), run.TraceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range orders {
+			orders[i].RunID, orders[i].TraceID = "", ""
+		}
+		for i := range events {
+			events[i].RunID, events[i].TraceID = "", ""
+		}
+		return orders, events
+	}
+
+	moved, movedOrders := newRun()
+	if err := st.CreateRun(t.Context(), moved, movedOrders); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.EnqueueAll(t.Context(), []domain.OrderRecord{movedOrders[0], movedOrders[2]}); err != nil {
+		t.Fatalf("EnqueueAll: %v", err)
+	}
+	wantOrders, wantEvents := stored(moved)
+	if got := sent(); !slices.Equal(got, []int{1, 3}) {
+		t.Fatalf("EnqueueAll sent orders %v, want [1 3]", got)
+	}
+
+	inserted, insertedOrders := newRun()
+	events := e.QueueFirst(insertedOrders, now)
+	if err := st.CreateRun(t.Context(), inserted, insertedOrders, events...); err != nil {
+		t.Fatal(err)
+	}
+	var queued []domain.OrderRecord
+	for _, o := range insertedOrders {
+		if o.Status == domain.OrderQueued {
+			queued = append(queued, o)
+		}
+	}
+	if err := e.SendAll(t.Context(), queued); err != nil {
+		t.Fatalf("SendAll: %v", err)
+	}
+	gotOrders, gotEvents := stored(inserted)
+	if got := sent(); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("SendAll sent orders %v, want [1 3]", got)
+	}
+	if !reflect.DeepEqual(gotOrders, wantOrders) {
+		t.Errorf("orders inserted queued:\n got %+v\nwant %+v", gotOrders, wantOrders)
+	}
+	if !reflect.DeepEqual(gotEvents, wantEvents) || len(gotEvents) != 2 {
+		t.Errorf("events of the orders inserted queued:\n got %+v\nwant %+v (two queued events)", gotEvents, wantEvents)
 	}
 }

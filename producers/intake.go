@@ -100,16 +100,25 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 		return fmt.Errorf("read run: %w", err)
 	}
 	crashpoint.Hit("intake.created")
-	var ready []domain.OrderRecord
+	var queued, ready []domain.OrderRecord
 	for _, o := range orders {
 		switch {
+		case o.Status == domain.OrderQueued && len(o.Deps) == 0:
+			// Inserted queued (see create): sending its message is intake's part. After a crash
+			// the message may have gone already; a second is harmless, since a worker claims an
+			// order only from the state it expects.
+			queued = append(queued, o)
 		case o.Status == domain.OrderWaiting && len(o.Deps) == 0:
+			// Inserted waiting, by a version that queued a run's first orders after inserting them.
 			ready = append(ready, o)
 		case o.Status.Terminal(): // failed at intake: its dependents may have to be skipped
 			if err := e.WakeDependents(ctx, o); err != nil {
 				return err
 			}
 		}
+	}
+	if err := e.SendAll(ctx, queued); err != nil {
+		return err
 	}
 	if err := e.EnqueueAll(ctx, ready); err != nil {
 		return err
@@ -143,7 +152,8 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 }
 
 // create packages every order and inserts the run, and returns them as inserted. Orders whose
-// code or secrets cannot be had are inserted already failed, with the reason.
+// code or secrets cannot be had are inserted already failed, with the reason; the others that
+// wait for nothing are inserted queued, their messages not yet sent.
 func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, []domain.OrderRecord, error) {
 	e := in.Engine
 	job := req.Job
@@ -218,10 +228,13 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, [
 			run.Failed++
 		}
 	}
+	// The orders that wait for nothing are inserted queued, with the events of that move, so
+	// that queueing them costs no write of its own: Process then only sends their messages.
+	queuedEvents := e.QueueFirst(records, now)
 	// Inserting a run that exists changes nothing: a second intake of the request racing this
 	// one leaves the stored run as the first made it, and every move from here on is
 	// conditional on the stored state.
-	if err := e.Store.CreateRun(ctx, run, records); err != nil {
+	if err := e.Store.CreateRun(ctx, run, records, queuedEvents...); err != nil {
 		return domain.Run{}, nil, fmt.Errorf("insert run: %w", err)
 	}
 	return run, records, nil
@@ -345,8 +358,9 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 func secondsOf(n int) time.Duration { return time.Duration(n) * time.Second }
 
 // IntakeDeadLetters ends the runs whose intake kept failing: an accepted request must still reach
-// a terminal state, so its run is made (if it was not) with every open order failed, and
-// finalized.
+// a terminal state, so its run is made (if it was not) with every order failed, or, when intake
+// inserted it but never started it, its orders not yet claimed are failed; then it is finalized.
+// A run intake started is left to the engine.
 type IntakeDeadLetters struct {
 	Intake *Intake
 }
@@ -366,7 +380,10 @@ func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 		return err
 	}
 	const reason = "intake failed repeatedly (see the server's log); the order was never run"
-	_, err = e.Store.GetRun(ctx, req.RunID)
+	run, err := e.Store.GetRun(ctx, req.RunID)
+	if err == nil && run.Status != domain.RunAccepted {
+		return nil // intake got as far as starting the run: the engine carries it on
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		records, perr := domain.Plan(req.Job, req.RunID, req.TraceID)
 		if perr != nil {
@@ -394,9 +411,12 @@ func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 	if err != nil {
 		return fmt.Errorf("list orders: %w", err)
 	}
+	// The run was inserted but never started: its orders are waiting, or queued first orders
+	// whose messages may never have been sent. Each is failed from the state it was read in, so
+	// one a worker claimed in the meantime runs on and ends as it ends.
 	for _, o := range orders {
-		if o.Status == domain.OrderWaiting {
-			if _, err := e.Finish(ctx, o, []domain.OrderStatus{domain.OrderWaiting}, store.AnyAttempt,
+		if o.Status == domain.OrderWaiting || o.Status == domain.OrderQueued {
+			if _, err := e.Finish(ctx, o, []domain.OrderStatus{o.Status}, store.AnyAttempt,
 				engine.Outcome{Status: domain.OrderFailed, Reason: reason}); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getsops/sops/v3/decrypt"
 
@@ -503,5 +504,62 @@ func TestIntakeRefusesSecretTooShortToMask(t *testing.T) {
 	}
 	if o := orders["lint"]; o.Status != domain.OrderQueued {
 		t.Errorf("lint: got %s, want queued", o.Status)
+	}
+}
+
+// An intake message that died ends its run: a run intake inserted with its first orders queued
+// but never started has those and the waiting ones failed, and is finalized; a run intake
+// started is left alone.
+func TestIntakeDeadLettersEndRunsIntakeNeverStarted(t *testing.T) {
+	t.Parallel()
+	s := setupIntake(t)
+	ctx := t.Context()
+	dead := &producers.IntakeDeadLetters{Intake: s.intake}
+
+	// Inserted as intake inserts it, then intake stopped before starting the run.
+	acc, msg := s.accept(t, diamondJob, false)
+	var req domain.Request
+	if err := json.Unmarshal(s.blob(t, blobs.RequestKey(acc.RunID)), &req); err != nil {
+		t.Fatal(err)
+	}
+	records, err := domain.Plan(req.Job, req.RunID, req.TraceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := s.engine.Time()
+	events := s.engine.QueueFirst(records, now)
+	run := domain.Run{RunID: req.RunID, TraceID: req.TraceID, Status: domain.RunAccepted, OrderCount: len(records),
+		Open: len(records), CreatedAt: now, Deadline: now.Add(time.Hour)}
+	if err := s.engine.Store.CreateRun(ctx, run, records, events...); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Handle(ctx, msg); err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+	for name, o := range s.orders(t, acc.RunID) {
+		switch {
+		case (name == "plan" || name == "lint") && (o.Status != domain.OrderFailed || !strings.Contains(o.Reason, "intake failed")):
+			t.Errorf("queued order %s: %s (%q), want failed by the dead letter", name, o.Status, o.Reason)
+		case !o.Status.Terminal():
+			t.Errorf("order %s: %s, want it ended (failed, or skipped for a failed dependency)", name, o.Status)
+		}
+	}
+	if got, err := s.engine.Store.GetRun(ctx, acc.RunID); err != nil || got.Status != domain.RunFailed {
+		t.Errorf("run: %s, %v; want failed", got.Status, err)
+	}
+
+	// Started by intake: the dead letter changes nothing.
+	acc2, msg2 := s.accept(t, diamondJob, false)
+	if err := s.intake.Handle(ctx, msg2); err != nil {
+		t.Fatalf("intake: %v", err)
+	}
+	before := s.orders(t, acc2.RunID)
+	if err := dead.Handle(ctx, msg2); err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+	for name, o := range s.orders(t, acc2.RunID) {
+		if o.Status != before[name].Status {
+			t.Errorf("order %s of a started run: %s -> %s, want it left alone", name, before[name].Status, o.Status)
+		}
 	}
 }

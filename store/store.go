@@ -89,9 +89,12 @@ type RunChange struct {
 
 // Store keeps runs, orders and events. Every method is safe for concurrent use.
 type Store interface {
-	// CreateRun inserts a run and all its orders in one atomic write. Inserting a run whose id
-	// already exists changes nothing and returns nil, so intake can be retried.
-	CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) error
+	// CreateRun inserts a run and all its orders in one atomic write, with events: the history
+	// of the states the orders are inserted in (intake inserts a run's first orders already
+	// queued, with their queued events), written with them as a move writes its own
+	// (OrderChange.Events). Inserting a run whose id already exists changes nothing, its events
+	// included, and returns nil, so intake can be retried.
+	CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord, events ...domain.Event) error
 	// GetRun returns a run, or ErrNotFound. Reads are strongly consistent.
 	GetRun(ctx context.Context, runID string) (domain.Run, error)
 	// GetOrder returns one order, or ErrNotFound.

@@ -13,7 +13,7 @@ import (
 // process is killed (see internal/crashpoint), in the order a run passes them.
 var crashPoints = []string{
 	"intake.bundled",       // bundles written, run not inserted
-	"intake.created",       // run inserted, nothing queued
+	"intake.created",       // run inserted, its first orders queued, no message sent
 	"enqueue.moved",        // an order moved to queued, its message not sent
 	"intake.enqueued",      // first orders queued, run still accepted
 	"worker.claimed",       // an order claimed, its commands not started

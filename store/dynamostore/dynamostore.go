@@ -156,43 +156,72 @@ func pause(ctx context.Context, attempt int) error {
 	}
 }
 
-// CreateRun writes the run's orders, then the run item with a condition that it does not exist.
-// It needs no transaction, so a run may have any number of orders: no order moves before its run
-// item exists (intake enqueues only after CreateRun returns), so rewriting the orders of a run
-// whose item is missing is safe, and a run whose item exists is left alone.
+// CreateRun writes the run's orders and events, then the run item with a condition that it
+// does not exist. It needs no transaction, so a run may have any number of orders: no order
+// moves before its run item exists (intake sends its first orders' messages only after
+// CreateRun returns), so rewriting the orders of a run whose item is missing is safe, and a run
+// whose item exists is left alone. The orders and events share BatchWriteItem calls, 25 items a
+// call over both tables, so a run's first queued events cost no call of their own.
+//
+// One read comes first: a Query for the last item of the run's partition. That is the run item
+// when the run exists (its sort key "run" sorts after every "order#"); an order when an earlier
+// CreateRun of the run stopped before its run item (a crash, an error); nothing otherwise. The
+// read cannot be dropped. BatchWriteItem takes no condition, so without it a second CreateRun
+// of a run whose orders have moved would put them back; and writing the run item first, with
+// its condition, would leave a run without its orders after a crash between the calls, which a
+// retry, finding the run, would never repair. A Query rather than a GetItem, at the same cost,
+// because it also tells the second case: the events that earlier CreateRun wrote are then
+// deleted in the same calls (those the new ones do not replace), since a retried intake's clock
+// has moved on and its events have other keys, and the history would show each first order
+// queued twice. (Only events written while DynamoDB left every order of their batch
+// unprocessed, and the process died before sending them again, escape this.)
 //
 // The one race: two intakes of the same run at once (the intake message redelivered while its
 // first delivery is still being processed) may both find no run item; if one has written the
 // run item and its orders have started to move before the other rewrites the orders, those
-// orders go back to their initial state. Their messages then fail their conditional moves and
-// the sweeper re-enqueues them, so the run still ends.
-func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) error {
+// orders go back to their initial state, and the history may show them queued twice. Their
+// messages then fail their conditional moves and the sweeper re-sends them, so the run still
+// ends.
+func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord, events ...domain.Event) error {
 	op := "create run " + run.RunID
 	if err := store.CheckRun(run, orders); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	e := newExpr()
-	got, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:                aws.String(s.tables.Orders),
-		Key:                      key(run.RunID, runSK),
-		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String(e.name(attrSK)),
-		ExpressionAttributeNames: e.names,
-	})
+	last, err := s.lastSK(ctx, run.RunID)
 	if err != nil {
 		return storeError(op, err)
 	}
-	if len(got.Item) > 0 {
+	if last == runSK {
 		return nil
 	}
-	writes := make([]types.WriteRequest, len(orders))
-	for i, o := range orders {
-		writes[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: orderItem(o, s.shards)}}
+	events = latestByKey(events)
+	writes := make([]tableWrite, 0, len(orders)+len(events))
+	for _, o := range orders {
+		writes = append(writes, tableWrite{s.tables.Orders, types.WriteRequest{PutRequest: &types.PutRequest{Item: orderItem(o, s.shards)}}})
 	}
-	if err := s.batchWrite(ctx, s.tables.Orders, writes); err != nil {
-		return fmt.Errorf("%s: orders: %w", op, err)
+	for _, e := range events {
+		writes = append(writes, tableWrite{s.tables.Events, types.WriteRequest{PutRequest: &types.PutRequest{Item: eventItem(e, s.retention)}}})
 	}
-	e = newExpr()
+	if last != "" {
+		stale, err := s.ListEvents(ctx, run.TraceID)
+		if err != nil {
+			return fmt.Errorf("%s: events of an earlier try: %w", op, err)
+		}
+		written := make(map[string]bool, len(events))
+		for _, e := range events {
+			written[eventKey(e)] = true
+		}
+		for _, e := range stale {
+			if e.RunID == run.RunID && !written[eventKey(e)] {
+				writes = append(writes, tableWrite{s.tables.Events, types.WriteRequest{DeleteRequest: &types.DeleteRequest{
+					Key: map[string]types.AttributeValue{attrTraceID: str(e.TraceID), attrSK: str(eventSK(e))}}}})
+			}
+		}
+	}
+	if err := s.batchWrite(ctx, writes); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	e := newExpr()
 	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                aws.String(s.tables.Orders),
 		Item:                     runItem(run),
@@ -205,13 +234,52 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 	return nil // created, or created by a concurrent intake in the meantime
 }
 
-// batchWrite writes requests 25 at a time, re-sending what DynamoDB leaves unprocessed.
-func (s *Store) batchWrite(ctx context.Context, table string, writes []types.WriteRequest) error {
+// lastSK returns the sort key of the last item of a run's partition (runSK when the run item
+// exists), or "" when the partition is empty, with one strongly consistent Query.
+func (s *Store) lastSK(ctx context.Context, runID string) (string, error) {
+	e := newExpr()
+	out, err := s.client.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.tables.Orders),
+		KeyConditionExpression:    aws.String(e.name(attrRunID) + " = " + e.value(str(runID))),
+		ProjectionExpression:      aws.String(e.name(attrSK)),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+		ConsistentRead:            aws.Bool(true),
+		ScanIndexForward:          aws.Bool(false),
+		Limit:                     aws.Int32(1),
+	})
+	if err != nil || len(out.Items) == 0 {
+		return "", err
+	}
+	r := reader{it: out.Items[0]}
+	return r.s(attrSK), r.err
+}
+
+// tableWrite is one request of a BatchWriteItem call and the table it writes.
+type tableWrite struct {
+	table string
+	req   types.WriteRequest
+}
+
+// batchWrite sends requests 25 at a time, whatever their tables (one BatchWriteItem call takes
+// up to 25 over several tables), re-sending what DynamoDB leaves unprocessed. No two requests
+// may name the same item.
+func (s *Store) batchWrite(ctx context.Context, writes []tableWrite) error {
 	for chunk := range slices.Chunk(writes, maxBatchWrite) {
-		pending := map[string][]types.WriteRequest{table: chunk}
-		for attempt := 0; len(pending[table]) > 0; attempt++ {
+		pending := map[string][]types.WriteRequest{}
+		for _, w := range chunk {
+			pending[w.table] = append(pending[w.table], w.req)
+		}
+		for attempt := 0; ; attempt++ {
+			left := 0
+			for _, reqs := range pending {
+				left += len(reqs)
+			}
+			if left == 0 {
+				break
+			}
 			if attempt == maxAttempts {
-				return fmt.Errorf("%d items still unprocessed after %d attempts", len(pending[table]), attempt)
+				return fmt.Errorf("%d items still unprocessed after %d attempts", left, attempt)
 			}
 			if attempt > 0 {
 				if err := pause(ctx, attempt); err != nil {
@@ -220,7 +288,7 @@ func (s *Store) batchWrite(ctx context.Context, table string, writes []types.Wri
 			}
 			out, err := s.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
 			if err != nil {
-				return storeError("batch write "+table, err)
+				return storeError("batch write", err)
 			}
 			pending = out.UnprocessedItems
 		}
@@ -646,20 +714,33 @@ func (s *Store) finishOrder(ctx context.Context, c store.OrderChange, from []str
 // eventPuts makes the transaction items that put events (a transaction may not name one item
 // twice: of two events with one key, the last is kept).
 func (s *Store) eventPuts(events []domain.Event) []types.TransactWriteItem {
-	index := map[string]int{}
-	var puts []types.TransactWriteItem
-	for _, e := range events {
-		w := types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.tables.Events), Item: eventItem(e, s.retention)}}
-		k := e.TraceID + "\x00" + eventSK(e)
-		if i, ok := index[k]; ok {
-			puts[i] = w
-			continue
-		}
-		index[k] = len(puts)
-		puts = append(puts, w)
+	events = latestByKey(events)
+	puts := make([]types.TransactWriteItem, len(events))
+	for i, e := range events {
+		puts[i] = types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.tables.Events), Item: eventItem(e, s.retention)}}
 	}
 	return puts
 }
+
+// latestByKey keeps one event of each key, the last given, in the place of the first: a batch
+// or a transaction may not name one item twice.
+func latestByKey(events []domain.Event) []domain.Event {
+	index := make(map[string]int, len(events))
+	var out []domain.Event
+	for _, e := range events {
+		k := eventKey(e)
+		if i, ok := index[k]; ok {
+			out[i] = e
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, e)
+	}
+	return out
+}
+
+// eventKey is an event's item key, trace and sort key, as one string.
+func eventKey(e domain.Event) string { return e.TraceID + "\x00" + eventSK(e) }
 
 // wrongGuess reports whether old, the order as it was when the condition failed, met every part
 // of the condition but must_succeed.
@@ -732,20 +813,12 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 // retried write does not duplicate history; of two events with one key in one call, the last
 // is kept (a batch may not name one key twice).
 func (s *Store) AppendEvents(ctx context.Context, events ...domain.Event) error {
-	index := map[string]int{}
-	var writes []types.WriteRequest
-	for _, e := range events {
-		it := eventItem(e, s.retention)
-		k := e.TraceID + "\x00" + eventSK(e)
-		w := types.WriteRequest{PutRequest: &types.PutRequest{Item: it}}
-		if i, ok := index[k]; ok {
-			writes[i] = w
-			continue
-		}
-		index[k] = len(writes)
-		writes = append(writes, w)
+	events = latestByKey(events)
+	writes := make([]tableWrite, len(events))
+	for i, e := range events {
+		writes[i] = tableWrite{s.tables.Events, types.WriteRequest{PutRequest: &types.PutRequest{Item: eventItem(e, s.retention)}}}
 	}
-	if err := s.batchWrite(ctx, s.tables.Events, writes); err != nil {
+	if err := s.batchWrite(ctx, writes); err != nil {
 		return fmt.Errorf("append events: %w", err)
 	}
 	return nil

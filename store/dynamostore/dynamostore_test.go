@@ -3,6 +3,7 @@ package dynamostore
 import (
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,8 +119,8 @@ func TestCallCounts(t *testing.T) {
 	if err := s.CreateRun(t.Context(), run, orders); err != nil {
 		t.Fatalf("CreateRun: %v", err)
 	}
-	if got := rec.take(); got["BatchWriteItem"] != 12 || got["PutItem"] != 1 || got["GetItem"] != 1 {
-		t.Errorf("CreateRun of 300 orders: got calls %v, want 12 BatchWriteItem, 1 GetItem, 1 PutItem", got)
+	if got := rec.take(); !maps.Equal(got, map[string]int{"BatchWriteItem": 12, "Query": 1, "PutItem": 1}) {
+		t.Errorf("CreateRun of 300 orders: got calls %v, want 12 BatchWriteItem, 1 Query, 1 PutItem", got)
 	}
 	running := []domain.OrderStatus{domain.OrderRunning}
 
@@ -204,6 +205,81 @@ func TestCallCounts(t *testing.T) {
 	}
 	if got := rec.take(); !maps.Equal(got, map[string]int{"TransactWriteItems": 2}) {
 		t.Errorf("terminal move of a run's last order: got calls %v, want 2 TransactWriteItems", got)
+	}
+}
+
+// A run's events share the BatchWriteItem calls of its orders. A CreateRun that stopped before
+// its run item (here the item is deleted, as if the process had died before writing it) is
+// made again whole by the next one, which deletes the events of the first try that it does not
+// replace: the history then holds the retry's events alone.
+func TestCreateRunWithEventsAfterACrash(t *testing.T) {
+	t.Parallel()
+	client, rec := setup(t)
+	s := New(client, tables)
+	run, orders := newRun(10)
+	queued := func(base int64) []domain.Event {
+		events := make([]domain.Event, len(orders))
+		for i, o := range orders {
+			events[i] = domain.Event{TraceID: run.TraceID, RunID: run.RunID, OrderName: o.OrderName, OrderNum: o.OrderNum,
+				Epoch: base + int64(i), Type: domain.EventOrderState, Status: "queued", Time: time.Unix(0, base+int64(i))}
+		}
+		return events
+	}
+	epochs := func(events []domain.Event) []int64 {
+		out := make([]int64, len(events))
+		for i, e := range events {
+			out[i] = e.Epoch
+		}
+		return out
+	}
+	first := queued(1000)
+	if err := s.CreateRun(t.Context(), run, orders, first...); err != nil {
+		t.Fatalf("CreateRun: %v", err)
+	}
+	if got := rec.take(); !maps.Equal(got, map[string]int{"Query": 1, "BatchWriteItem": 1, "PutItem": 1}) {
+		t.Errorf("CreateRun of 10 orders and 10 events: got calls %v, want 1 Query, 1 BatchWriteItem, 1 PutItem", got)
+	}
+	if _, err := client.DeleteItem(t.Context(), &dynamodb.DeleteItemInput{TableName: aws.String(tables.Orders),
+		Key: key(run.RunID, runSK)}); err != nil {
+		t.Fatalf("DeleteItem: %v", err)
+	}
+
+	retry := run
+	retry.CreatedAt = run.CreatedAt.Add(time.Minute)
+	second := queued(5000)
+	second[0] = first[0] // one event of the same key: it is replaced, not deleted
+	second[0].Details = "from the retry"
+	rec.take()
+	if err := s.CreateRun(t.Context(), retry, orders, second...); err != nil {
+		t.Fatalf("CreateRun again: %v", err)
+	}
+	// The partition's last item, the first try's events, then 10 orders, 10 events and 9
+	// deletes in two batches.
+	if got := rec.take(); !maps.Equal(got, map[string]int{"Query": 2, "BatchWriteItem": 2, "PutItem": 1}) {
+		t.Errorf("CreateRun after a crash: got calls %v, want 2 Query, 2 BatchWriteItem, 1 PutItem", got)
+	}
+	got, err := s.ListEvents(t.Context(), run.TraceID)
+	if err != nil {
+		t.Fatalf("ListEvents: %v", err)
+	}
+	if !slices.Equal(epochs(got), epochs(second)) || got[0].Details != "from the retry" {
+		t.Errorf("events after the retry: got epochs %v (first details %q), want %v (%q)", epochs(got), got[0].Details,
+			epochs(second), "from the retry")
+	}
+	if r, err := s.GetRun(t.Context(), run.RunID); err != nil || !r.CreatedAt.Equal(retry.CreatedAt.Truncate(time.Millisecond)) {
+		t.Errorf("run after the retry: created %v (%v), want %v", r.CreatedAt, err, retry.CreatedAt)
+	}
+
+	// Now that the run item exists, a third CreateRun reads and writes nothing else.
+	rec.take()
+	if err := s.CreateRun(t.Context(), run, orders, first...); err != nil {
+		t.Fatalf("third CreateRun: %v", err)
+	}
+	if got := rec.take(); !maps.Equal(got, map[string]int{"Query": 1}) {
+		t.Errorf("CreateRun of an existing run: got calls %v, want 1 Query", got)
+	}
+	if again, err := s.ListEvents(t.Context(), run.TraceID); err != nil || !slices.Equal(epochs(again), epochs(second)) {
+		t.Errorf("events after a third CreateRun: got epochs %v (%v), want %v", epochs(again), err, epochs(second))
 	}
 }
 

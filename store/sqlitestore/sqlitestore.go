@@ -161,9 +161,9 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// CreateRun inserts the run and its orders in one transaction, or does nothing when the run
-// exists.
-func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord) (err error) {
+// CreateRun inserts the run, its orders and events in one transaction, or does nothing when
+// the run exists.
+func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord, events ...domain.Event) (err error) {
 	op := "create run " + run.RunID
 	if err := store.CheckRun(run, orders); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -203,6 +203,9 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 		if _, err := insert.ExecContext(ctx, o.RunID, o.OrderNum, string(o.Status), o.Attempt, dueAt(o), raw); err != nil {
 			return storeError(fmt.Sprintf("%s: order %d", op, o.OrderNum), err)
 		}
+	}
+	if err := s.putEvents(ctx, tx, events); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return storeError(op, err)

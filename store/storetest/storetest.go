@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RoundTrip", testRoundTrip},
 		{"ManyOrders", testManyOrders},
 		{"CreateRunTwice", testCreateRunTwice},
+		{"CreateRunWithEvents", testCreateRunWithEvents},
 		{"NotFound", testNotFound},
 		{"WrongStatus", testWrongStatus},
 		{"Attempt", testAttempt},
@@ -353,6 +354,35 @@ func testCreateRunTwice(t *testing.T, s store.Store) {
 		t.Errorf("progress before the retry: got open %d, failed %d, order 1 %s; want 1, 1, running",
 			wantRun.Open, wantRun.Failed, wantOrders[0].Status)
 	}
+}
+
+// testCreateRunWithEvents: the events given to CreateRun are stored with the run, and a second
+// CreateRun of the run, with other orders and other events, changes nothing and stores none of
+// its events (not even one that would replace a stored one).
+func testCreateRunWithEvents(t *testing.T, s store.Store) {
+	run, orders := newRun(3)
+	orders[2].Status, orders[2].QueuedAt, orders[2].Deps = domain.OrderWaiting, time.Time{}, []int{1, 2}
+	events := []domain.Event{stateEvent(run, 1, 100, "queued"), stateEvent(run, 2, 101, "queued")}
+	if err := s.CreateRun(t.Context(), run, orders, events...); err != nil {
+		t.Fatalf("CreateRun with events: %v", err)
+	}
+	sameRun(t, "GetRun", getRun(t, s, run.RunID), run)
+	sameOrders(t, "ListOrders", mustList(t, s, run.RunID), orders)
+	sameEvents(t, "ListEvents", listEvents(t, s, run.TraceID), events)
+
+	// A retried intake, later: its orders and events differ from those stored.
+	again, againOrders := run, slices.Clone(orders)
+	again.CreatedAt = run.CreatedAt.Add(time.Minute)
+	againOrders[2].Status, againOrders[2].Deps = domain.OrderQueued, nil
+	replacing := events[0]
+	replacing.Details = "from the retry"
+	other := []domain.Event{replacing, stateEvent(run, 1, 200, "queued"), stateEvent(run, 3, 201, "queued")}
+	if err := s.CreateRun(t.Context(), again, againOrders, other...); err != nil {
+		t.Fatalf("second CreateRun with events: got %v, want nil", err)
+	}
+	sameRun(t, "run after CreateRun again", getRun(t, s, run.RunID), run)
+	sameOrders(t, "orders after CreateRun again", mustList(t, s, run.RunID), orders)
+	sameEvents(t, "events after CreateRun again", listEvents(t, s, run.TraceID), events)
 }
 
 func mustList(t *testing.T, s store.Store, runID string) []domain.OrderRecord {
