@@ -243,10 +243,13 @@ func (s *System) Start(ctx context.Context) error {
 	workRoot := filepath.Join(s.Opts.DataDir, "work")
 	// One Opener for every worker: the orders of a run share a data key, unwrapped once.
 	opener := sealing.NewOpener(openerKeys)
+	// Results go to this server's own handler without crossing the network (inProcessTransport).
+	client := &http.Client{Timeout: 30 * time.Second, Transport: inProcessTransport{
+		host: func() string { return s.listener.Addr().String() }, handler: srv.Handler, next: http.DefaultTransport}}
 	for _, t := range domain.Targets {
 		for range s.Opts.Workers {
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
-				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener}
+				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, HTTPClient: client}
 			s.go_(func() { _ = w.Run(ctx) })
 		}
 		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),
