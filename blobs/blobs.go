@@ -15,6 +15,32 @@ import (
 // ErrNotFound: no object under that key.
 var ErrNotFound = errors.New("object not found")
 
+// Object is an object to store: its key and its body.
+type Object struct {
+	Key  string
+	Body []byte
+}
+
+// BatchPutter is a Bucket that stores several objects in one step more cheaply than one at a
+// time (the embedded bucket: its rows in one transaction). PutBatch stores every object or, on
+// error, possibly only some of them, as the same Puts one after another would.
+type BatchPutter interface {
+	PutBatch(ctx context.Context, objs []Object) error
+}
+
+// PutAll stores objs in b: with one PutBatch when b is a BatchPutter, else one Put each.
+func PutAll(ctx context.Context, b Bucket, objs ...Object) error {
+	if bp, ok := b.(BatchPutter); ok {
+		return bp.PutBatch(ctx, objs)
+	}
+	for _, o := range objs {
+		if err := b.Put(ctx, o.Key, o.Body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Bucket is one bucket of objects. Keys are slash-separated paths without a leading slash.
 type Bucket interface {
 	// Name is the bucket's name.

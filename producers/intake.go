@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -187,6 +188,7 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, [
 	}
 
 	reasons := make([]string, len(records))
+	bundles := &bundleWriter{bucket: e.Blobs}
 	g, gctx := errgroup.WithContext(ctx)
 	parallel := in.Parallel
 	if parallel <= 0 {
@@ -195,12 +197,15 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, [
 	g.SetLimit(parallel)
 	for i := range records {
 		g.Go(func() error {
-			reason, err := in.pack(gctx, req, fetcher, job.Orders[i], records[i], runSealer)
+			reason, err := in.pack(gctx, req, fetcher, job.Orders[i], records[i], runSealer, bundles)
 			reasons[i] = reason
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return domain.Run{}, nil, err
+	}
+	if err := bundles.flush(ctx); err != nil {
 		return domain.Run{}, nil, err
 	}
 	crashpoint.Hit("intake.bundled")
@@ -281,7 +286,7 @@ func (in *Intake) resolve(ctx context.Context, location string) (string, error) 
 // pack builds one order's bundle, sealed by runSealer (for the run key) unless the order names
 // a sops_key. A problem with the order's own inputs (its code, its secrets) is returned as a
 // reason, failing that order alone; an error is a problem with intake itself.
-func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fetcher, o domain.Order, rec domain.OrderRecord, runSealer *sealing.Sealer) (string, error) {
+func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fetcher, o domain.Order, rec domain.OrderRecord, runSealer *sealing.Sealer, out *bundleWriter) (string, error) {
 	codeDir, err := f.Dir(ctx, req.Job, o)
 	if err != nil {
 		return "code source: " + err.Error(), nil
@@ -346,13 +351,63 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 	if err != nil {
 		return "bundle: " + err.Error(), nil
 	}
-	if err := in.Engine.Blobs.Put(ctx, blobs.ExecKey(req.RunID, rec.OrderNum), execZip); err != nil {
-		return "", fmt.Errorf("store bundle of %s: %w", rec.OrderName, err)
-	}
-	if err := in.Engine.Blobs.Put(ctx, blobs.StrippedKey(req.RunID, rec.OrderNum), stripped); err != nil {
-		return "", fmt.Errorf("store stripped bundle of %s: %w", rec.OrderName, err)
+	if err := out.add(ctx, blobs.Object{Key: blobs.ExecKey(req.RunID, rec.OrderNum), Body: execZip},
+		blobs.Object{Key: blobs.StrippedKey(req.RunID, rec.OrderNum), Body: stripped}); err != nil {
+		return "", fmt.Errorf("store bundles of %s: %w", rec.OrderName, err)
 	}
 	return "", nil
+}
+
+// bundleWriter stores the bundles of a run's orders in batches when the bucket takes them
+// (blobs.BatchPutter): the embedded bucket writes a batch's rows in one transaction, where one
+// Put each cost two transactions per order. It holds at most bundleBatch objects or bundleBatchBytes at a time; whatever it still
+// holds is stored by flush, before the run is inserted.
+type bundleWriter struct {
+	bucket  blobs.Bucket
+	mu      sync.Mutex
+	pending []blobs.Object
+	size    int
+}
+
+const (
+	bundleBatch      = 100
+	bundleBatchBytes = 8 << 20
+)
+
+func (w *bundleWriter) add(ctx context.Context, objs ...blobs.Object) error {
+	if _, ok := w.bucket.(blobs.BatchPutter); !ok {
+		// One object a call either way (S3): store them now, in this order's goroutine, so the
+		// orders' uploads go on side by side.
+		return blobs.PutAll(ctx, w.bucket, objs...)
+	}
+	w.mu.Lock()
+	w.pending = append(w.pending, objs...)
+	for _, o := range objs {
+		w.size += len(o.Body)
+	}
+	var batch []blobs.Object
+	if len(w.pending) >= bundleBatch || w.size >= bundleBatchBytes {
+		batch, w.pending, w.size = w.pending, nil, 0
+	}
+	w.mu.Unlock()
+	if batch == nil {
+		return nil
+	}
+	return blobs.PutAll(ctx, w.bucket, batch...)
+}
+
+func (w *bundleWriter) flush(ctx context.Context) error {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending, w.size = nil, 0
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := blobs.PutAll(ctx, w.bucket, batch...); err != nil {
+		return fmt.Errorf("store bundles: %w", err)
+	}
+	return nil
 }
 
 func secondsOf(n int) time.Duration { return time.Duration(n) * time.Second }

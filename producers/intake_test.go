@@ -3,13 +3,16 @@ package producers_test
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -561,5 +564,53 @@ func TestIntakeDeadLettersEndRunsIntakeNeverStarted(t *testing.T) {
 		if o.Status != before[name].Status {
 			t.Errorf("order %s of a started run: %s -> %s, want it left alone", name, before[name].Status, o.Status)
 		}
+	}
+}
+
+// countingBucket counts the puts of a bucket that takes batches.
+type countingBucket struct {
+	*folderblobs.Bucket
+	mu            sync.Mutex
+	puts, batches int
+	largest       int
+}
+
+func (b *countingBucket) Put(ctx context.Context, key string, body []byte) error {
+	b.mu.Lock()
+	b.puts++
+	b.mu.Unlock()
+	return b.Bucket.Put(ctx, key, body)
+}
+
+func (b *countingBucket) PutBatch(ctx context.Context, objs []blobs.Object) error {
+	b.mu.Lock()
+	b.batches++
+	b.largest = max(b.largest, len(objs))
+	b.mu.Unlock()
+	return b.Bucket.PutBatch(ctx, objs)
+}
+
+// Intake stores a run's bundles in batches when the bucket takes them: 250 orders' 500 bundles
+// in a handful of batches of at most 100, not 500 puts.
+func TestIntakeStoresBundlesInBatches(t *testing.T) {
+	t.Parallel()
+	s := setupIntake(t)
+	counting := &countingBucket{Bucket: s.engine.Blobs.(*folderblobs.Bucket)}
+	s.engine.Blobs = counting
+	var orders []string
+	for i := range 250 {
+		orders = append(orders, fmt.Sprintf(`{"order_name": "o%03d", "timeout": 60, "cmds": ["true"]}`, i))
+	}
+	acc, msg := s.accept(t, `{"username": "tester", "orders": [`+strings.Join(orders, ",")+`]}`, false)
+	if err := s.intake.Handle(t.Context(), msg); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	for o := range 250 {
+		s.blob(t, blobs.ExecKey(acc.RunID, o+1))
+		s.blob(t, blobs.StrippedKey(acc.RunID, o+1))
+	}
+	if counting.puts != 0 || counting.batches < 5 || counting.batches > 6 || counting.largest > 101 {
+		t.Errorf("%d puts and %d batches (largest %d objects), want the 500 bundles in 5 or 6 batches of at most ~100",
+			counting.puts, counting.batches, counting.largest)
 	}
 }

@@ -216,6 +216,43 @@ func (b *Bucket) Put(ctx context.Context, key string, body []byte) error {
 	return b.notifyCreated(ctx, key, int64(len(body)))
 }
 
+// PutBatch stores objs as Put would, the ones small enough to be rows in one transaction (all
+// of them or none), larger ones as files one by one, and notifies of result keys.
+func (b *Bucket) PutBatch(ctx context.Context, objs []blobs.Object) error {
+	var rows []blobs.Object
+	for _, o := range objs {
+		if err := checkKey(o.Key); err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		if b.inlines(int64(len(o.Body))) {
+			rows = append(rows, o)
+		}
+	}
+	notified := map[string]bool{}
+	if len(rows) > 0 {
+		keys, err := b.putRows(ctx, rows)
+		for _, k := range keys {
+			notified[k] = true
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, o := range objs {
+		if !b.inlines(int64(len(o.Body))) {
+			if _, err := b.putFile(ctx, o.Key, bytes.NewReader(o.Body)); err != nil {
+				return err
+			}
+		}
+		if !notified[o.Key] {
+			if err := b.notifyCreated(ctx, o.Key, int64(len(o.Body))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Get returns the object under key, or blobs.ErrNotFound.
 func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey(key); err != nil {

@@ -152,59 +152,83 @@ func (b *Bucket) locked(ctx context.Context, f func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// putRow stores body as the valid key's row. Under the write lock it checks that the key clashes
-// with no file or folder (fileClash) and no row (in the same statement that stores the row). When
-// the key had a file, putRow removes it once the row is committed, in a second locked step and
-// only while the row is still there: once a row is stored, any file of the key is older, since
-// putFile deletes the row in the step that renames a file into place. A result key is notified
-// of in the row's transaction when Options.NotifyInTx is set, and notified reports it.
+// putRow stores body as the valid key's row (see putRows), and reports whether it notified.
 func (b *Bucket) putRow(ctx context.Context, key string, body []byte) (notified bool, err error) {
-	if body == nil {
-		body = []byte{} // nil would be NULL
-	}
-	path := b.path(key)
+	notifiedKeys, err := b.putRows(ctx, []blobs.Object{{Key: key, Body: body}})
+	return len(notifiedKeys) > 0, err
+}
+
+// putRows stores each object as its valid key's row, all in one transaction: all are stored or
+// none. Under the write lock it checks that each key clashes with no file or folder (fileClash)
+// and no row (in the same statement that stores the row). When a key had a file, putRows
+// removes it once the row is committed, in a second locked step and only while the row is still
+// there: once a row is stored, any file of the key is older, since putFile deletes the row in
+// the step that renames a file into place. Result keys are notified of in the rows' transaction
+// when Options.NotifyInTx is set; notified lists them.
+func (b *Bucket) putRows(ctx context.Context, objs []blobs.Object) (notified []string, err error) {
 	var (
-		stale bool
-		wake  func()
+		stale []string
+		wakes []func()
 	)
 	err = b.locked(ctx, func(tx *sql.Tx) error {
-		var err error
-		if stale, err = fileClash(path, key); err != nil {
-			return err
+		stale, wakes, notified = stale[:0], wakes[:0], notified[:0]
+		upsert := tx.StmtContext(ctx, b.st.upsertRow)
+		for _, o := range objs {
+			body := o.Body
+			if body == nil {
+				body = []byte{} // nil would be NULL
+			}
+			isStale, err := fileClash(b.path(o.Key), o.Key)
+			if err != nil {
+				return fmt.Errorf("put %s: %w", o.Key, err)
+			}
+			if isStale {
+				stale = append(stale, o.Key)
+			}
+			f1, f2, lo, hi := clashKeys(o.Key)
+			res, err := upsert.ExecContext(ctx, b.name, f1, f2, lo, hi, o.Key, body)
+			if err != nil {
+				return fmt.Errorf("put %s: %w", o.Key, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("put %s: %w", o.Key, err)
+			} else if n == 0 {
+				return fmt.Errorf("put %s: key %q is a folder of other objects, or one of its folders is an object: %w", o.Key, o.Key, errKeyClash)
+			}
+			if b.notifyInTx == nil || !blobs.IsResultKey(o.Key) {
+				continue
+			}
+			wake, err := b.notifyInTx(ctx, tx, blobs.NotificationBody(b.name, o.Key, int64(len(body)), b.now()))
+			if err != nil {
+				return fmt.Errorf("put %s: notify result: %w", o.Key, err)
+			}
+			wakes, notified = append(wakes, wake), append(notified, o.Key)
 		}
-		f1, f2, lo, hi := clashKeys(key)
-		res, err := tx.StmtContext(ctx, b.st.upsertRow).ExecContext(ctx, b.name, f1, f2, lo, hi, key, body)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("key %q is a folder of other objects, or one of its folders is an object: %w", key, errKeyClash)
-		}
-		if b.notifyInTx == nil || !blobs.IsResultKey(key) {
-			return nil
-		}
-		wake, err = b.notifyInTx(ctx, tx, blobs.NotificationBody(b.name, key, int64(len(body)), b.now()))
-		if err != nil {
-			return fmt.Errorf("notify result: %w", err)
-		}
-		notified = true
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("put %s: %w", key, err)
+		return nil, err
 	}
-	if wake != nil {
-		wake()
+	for _, wake := range wakes {
+		if wake != nil {
+			wake()
+		}
 	}
-	if !stale {
-		return notified, nil
-	}
-	// The row is stored: from here on, the Put completes even if its caller gives up.
+	// The rows are stored: from here on, the put completes even if its caller gives up.
 	ctx = context.WithoutCancel(ctx)
+	for _, key := range stale {
+		if err := b.removeStaleFile(ctx, key); err != nil {
+			return notified, fmt.Errorf("put %s: remove its former file: %w", key, err)
+		}
+	}
+	return notified, nil
+}
+
+// removeStaleFile removes key's file, left behind by a row stored since, while the row is there.
+func (b *Bucket) removeStaleFile(ctx context.Context, key string) error {
+	path := b.path(key)
 	var removed bool
-	err = b.locked(ctx, func(tx *sql.Tx) error {
+	err := b.locked(ctx, func(tx *sql.Tx) error {
 		var stored bool
 		if err := tx.StmtContext(ctx, b.st.rowExists).QueryRowContext(ctx, b.name, key).Scan(&stored); err != nil || !stored {
 			return err
@@ -217,12 +241,12 @@ func (b *Bucket) putRow(ctx context.Context, key string, body []byte) (notified 
 		return nil
 	})
 	if err != nil {
-		return notified, fmt.Errorf("put %s: remove its former file: %w", key, err)
+		return err
 	}
 	if removed {
 		b.prune(filepath.Dir(path))
 	}
-	return notified, nil
+	return nil
 }
 
 // getRow returns key's row, or blobs.ErrNotFound; inside tx when it is not nil.

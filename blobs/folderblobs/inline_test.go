@@ -581,3 +581,42 @@ func BenchmarkPut(b *testing.B) {
 		})
 	}
 }
+
+// PutBatch stores small objects as rows in one transaction, all or none, larger ones as files,
+// and notifies of each result once, in both modes.
+func TestPutBatch(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		ctx := t.Context()
+		var n notifications
+		dir := t.TempDir()
+		opts := m.opts(t, folderblobs.Options{Notify: n.notify})
+		b, _ := serve(t, dir, "internal", opts)
+		objs := []blobs.Object{
+			{Key: "exec/r/0001/exec.zip", Body: []byte("zip one")},
+			{Key: "exec/r/0002/exec.zip", Body: bytes.Repeat([]byte("z"), testInlineMax+1)},
+			{Key: blobs.ResultKey("r", 1, 1), Body: []byte(`{"status":"succeeded"}`)},
+		}
+		if err := blobs.PutAll(ctx, b, objs...); err != nil {
+			t.Fatalf("PutAll: %v", err)
+		}
+		for _, o := range objs {
+			if got, err := b.Get(ctx, o.Key); err != nil || !bytes.Equal(got, o.Body) {
+				t.Errorf("Get %s: %d bytes, %v; want the %d bytes put", o.Key, len(got), err, len(o.Body))
+			}
+		}
+		if got := n.refs(t); len(got) != 1 || got[0].Key != objs[2].Key {
+			t.Errorf("notifications %+v, want one of %s", got, objs[2].Key)
+		}
+		if opts.Inline == nil {
+			return
+		}
+		// A key that clashes (a folder of another row) fails the batch, and its rows with it.
+		bad := []blobs.Object{{Key: "p/a/x", Body: []byte("x")}, {Key: "exec/r", Body: []byte("clash")}}
+		if err := blobs.PutAll(ctx, b, bad...); err == nil {
+			t.Fatalf("PutAll of a clashing key: no error")
+		}
+		if _, err := b.Get(ctx, "p/a/x"); !errors.Is(err, blobs.ErrNotFound) {
+			t.Errorf("Get p/a/x after a failed batch: %v, want ErrNotFound (nothing of the batch stored)", err)
+		}
+	})
+}
