@@ -315,10 +315,6 @@ func (v *validator) queueID(p string, i int, o Order, index map[string]int) {
 }
 
 func (v *validator) dependencies(p string, o Order, index map[string]int) {
-	ids := make([]string, 0, len(index))
-	for id := range index {
-		ids = append(ids, id)
-	}
 	seen := map[string]bool{}
 	for k, dep := range o.Dependencies {
 		dp := fmt.Sprintf("%s.dependencies[%d]", p, k)
@@ -330,6 +326,12 @@ func (v *validator) dependencies(p string, o Order, index map[string]int) {
 			v.add(dp, fmt.Sprintf("%q is listed twice: remove one", dep))
 		case !known:
 			msg := fmt.Sprintf("no order has queue_id %q", dep)
+			// The ids are listed only here: listing them for every order made validating a
+			// job of n orders take n² steps.
+			ids := make([]string, 0, len(index))
+			for id := range index {
+				ids = append(ids, id)
+			}
 			if s := closest(dep, ids); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
