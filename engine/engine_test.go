@@ -35,7 +35,9 @@ func (s *readCounter) GetOrders(ctx context.Context, runID string, nums []int) (
 
 // Ending an order reads its dependents, and of their dependencies only the others: an order
 // waiting for the one that ended alone is queued (or skipped) without reading it again.
-func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
+// openEmbedded opens the embedded queues and store on a new database.
+func openEmbedded(t *testing.T) (*sqlitequeue.Broker, *sqlitestore.Store) {
+	t.Helper()
 	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +47,15 @@ func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := sqlitestore.Open(db)
+	st, err := sqlitestore.Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return broker, st
+}
+
+func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
+	broker, inner := openEmbedded(t)
 	st := &readCounter{Store: inner}
 	e := &engine.Engine{Store: st, Queues: broker}
 
@@ -91,19 +98,7 @@ func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
 // SendAll) are stored, recorded and sent exactly as EnqueueAll moves and sends them after an
 // insert as waiting: same status, times and events, one message each.
 func TestQueueFirstIsEnqueueAllWithoutTheMoves(t *testing.T) {
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	broker, err := sqlitequeue.Open(db, queues.Topology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	broker, st := openEmbedded(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	e := &engine.Engine{Store: st, Queues: broker, RequeueAfter: 3 * time.Minute, Now: func() time.Time { return now }}
 
