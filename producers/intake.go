@@ -360,8 +360,9 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 
 // bundleWriter stores the bundles of a run's orders in batches when the bucket takes them
 // (blobs.BatchPutter): the embedded bucket writes a batch's rows in one transaction, where one
-// Put each cost two transactions per order. It holds at most bundleBatch objects or bundleBatchBytes at a time; whatever it still
-// holds is stored by flush, before the run is inserted.
+// Put each cost two transactions per order. It holds at most bundleBatch objects or
+// bundleBatchBytes at a time; whatever it still holds is stored by flush, before the run is
+// inserted.
 type bundleWriter struct {
 	bucket  blobs.Bucket
 	mu      sync.Mutex
