@@ -53,7 +53,7 @@ func (c *RunKeyCache) keep(runID, key string) {
 	c.keys[runID] = cachedKey{key: key, expires: now.Add(runKeyTTL)}
 }
 
-// PutRunKey stores the key and keeps it.
+// PutRunKey stores the key and keeps it (not when one was stored already: secrets.ErrExists).
 func (c *RunKeyCache) PutRunKey(ctx context.Context, runID, key string) error {
 	if err := c.next.PutRunKey(ctx, runID, key); err != nil {
 		return err

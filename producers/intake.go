@@ -246,18 +246,21 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, [
 }
 
 // runKey returns the recipient of the run's age key, making and storing the key the first time.
+// It stores a new key first and reads the stored one only when there is one (a retried or a
+// racing intake of the run): every intake of a run seals with the one key stored.
 func (in *Intake) runKey(ctx context.Context, runID string) (string, error) {
-	identity, err := in.Engine.Keys.GetRunKey(ctx, runID)
-	if errors.Is(err, secrets.ErrNotFound) {
-		k, err := sealing.NewKey()
-		if err != nil {
-			return "", fmt.Errorf("make run key: %w", err)
-		}
-		if err := in.Engine.Keys.PutRunKey(ctx, runID, k.Identity); err != nil {
-			return "", fmt.Errorf("store run key: %w", err)
-		}
+	k, err := sealing.NewKey()
+	if err != nil {
+		return "", fmt.Errorf("make run key: %w", err)
+	}
+	err = in.Engine.Keys.PutRunKey(ctx, runID, k.Identity)
+	if err == nil {
 		return k.Recipient, nil
 	}
+	if !errors.Is(err, secrets.ErrExists) {
+		return "", fmt.Errorf("store run key: %w", err)
+	}
+	identity, err := in.Engine.Keys.GetRunKey(ctx, runID)
 	if err != nil {
 		return "", fmt.Errorf("read run key: %w", err)
 	}

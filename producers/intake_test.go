@@ -614,3 +614,31 @@ func TestIntakeStoresBundlesInBatches(t *testing.T) {
 			counting.puts, counting.batches, counting.largest)
 	}
 }
+
+// An intake that finds the run's key stored (by an earlier try, or a racing one) seals with that
+// key and leaves it in place.
+func TestIntakeSealsWithAKeyStoredBefore(t *testing.T) {
+	t.Parallel()
+	s := setupIntake(t)
+	acc, msg := s.accept(t, diamondJob, false)
+	stored, err := sealing.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.engine.Keys.PutRunKey(t.Context(), acc.RunID, stored.Identity); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.intake.Handle(t.Context(), msg); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if got := s.runKey(t, acc.RunID); got != stored.Identity {
+		t.Fatalf("intake replaced the stored run key")
+	}
+	_, sealed, err := bundle.Unpack(s.blob(t, blobs.ExecKey(acc.RunID, 1)), t.TempDir(), bundle.DefaultLimits)
+	if err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	if _, err := sealing.Open(sealed, stored.Identity); err != nil {
+		t.Fatalf("Open with the key stored before intake: %v", err)
+	}
+}

@@ -10,8 +10,13 @@ import (
 	"errors"
 )
 
-// ErrNotFound: no such secret, parameter or run key.
-var ErrNotFound = errors.New("secret not found")
+// Errors callers branch on.
+var (
+	// ErrNotFound: no such secret, parameter or run key.
+	ErrNotFound = errors.New("secret not found")
+	// ErrExists: a run key is stored already (PutRunKey never replaces one).
+	ErrExists = errors.New("run key exists")
+)
 
 // Source fetches secret values. Values must never be logged or put into an error.
 type Source interface {
@@ -23,7 +28,9 @@ type Source interface {
 
 // Keys keeps each run's private age key.
 type Keys interface {
-	// PutRunKey stores a run's private key, replacing any key stored for it.
+	// PutRunKey stores a run's private key unless one is stored for it already; then it
+	// returns ErrExists and the stored key stays. Two intakes of one run racing each other so
+	// end up sealing with the same key, whichever stored it.
 	PutRunKey(ctx context.Context, runID, key string) error
 	// GetRunKey returns a run's private key, or ErrNotFound.
 	GetRunKey(ctx context.Context, runID string) (string, error)

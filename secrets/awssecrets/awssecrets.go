@@ -111,7 +111,7 @@ func (k *Keys) name(runID string) (string, error) {
 	return k.prefix + "/" + runID, nil
 }
 
-// PutRunKey stores a run's key, replacing any key stored for it.
+// PutRunKey stores a run's key unless one is stored (secrets.ErrExists).
 func (k *Keys) PutRunKey(ctx context.Context, runID, key string) error {
 	name, err := k.name(runID)
 	if err != nil {
@@ -121,7 +121,7 @@ func (k *Keys) PutRunKey(ctx context.Context, runID, key string) error {
 		Name:        aws.String(name),
 		Value:       aws.String(key),
 		Type:        ssmtypes.ParameterTypeSecureString,
-		Overwrite:   aws.Bool(true),
+		Overwrite:   aws.Bool(false),
 		Description: aws.String("iac-ci run key: opens the sealed bundles of run " + runID),
 	})
 	if err != nil {
@@ -162,6 +162,7 @@ func (k *Keys) DeleteRunKey(ctx context.Context, runID string) error {
 // errorCodes maps the AWS error codes the port gives a meaning to onto its sentinels.
 var errorCodes = map[string]error{
 	"ParameterNotFound":         secrets.ErrNotFound, // ssm
+	"ParameterAlreadyExists":    secrets.ErrExists,   // ssm, a put without overwrite
 	"ParameterVersionNotFound":  secrets.ErrNotFound, // ssm, a name:version that does not exist
 	"ResourceNotFoundException": secrets.ErrNotFound, // secrets manager
 }

@@ -48,8 +48,8 @@ func (k *Keys) path(runID string) (string, error) {
 	return filepath.Join(k.dir, runID+".key"), nil
 }
 
-// PutRunKey writes the key to a temporary file and renames it into place, so a reader sees the
-// old key or the new one, never a part.
+// PutRunKey writes the key to a temporary file and links it into place, so a reader sees no key
+// or the whole key, never a part, and a key stored already stays (secrets.ErrExists).
 func (k *Keys) PutRunKey(_ context.Context, runID, key string) error {
 	path, err := k.path(runID)
 	if err != nil {
@@ -65,8 +65,14 @@ func (k *Keys) PutRunKey(_ context.Context, runID, key string) error {
 		os.Remove(f.Name())
 		return fmt.Errorf("put run key of %s: %w", runID, err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
+	// A hard link, unlike a rename, fails when the name exists: the key appears whole, and only
+	// if none was there.
+	err = os.Link(f.Name(), path)
+	os.Remove(f.Name())
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("put run key of %s: %w", runID, secrets.ErrExists)
+	}
+	if err != nil {
 		return fmt.Errorf("put run key of %s: %w", runID, err)
 	}
 	return nil

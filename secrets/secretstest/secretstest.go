@@ -32,22 +32,29 @@ func RunKeys(t *testing.T, open func(t *testing.T) secrets.Keys) {
 			t.Fatalf("GetRunKey: got a %d-byte key that differs from the %d-byte key put", len(got), len(key))
 		}
 	})
-	t.Run("Overwrite", func(t *testing.T) {
+	t.Run("PutKeepsTheFirstKey", func(t *testing.T) {
 		t.Parallel()
 		keys, ctx, run := open(t), t.Context(), runID()
 		first, second := fakeKey(), fakeKey()
 		if err := keys.PutRunKey(ctx, run, first); err != nil {
 			t.Fatalf("PutRunKey: %v", err)
 		}
-		if err := keys.PutRunKey(ctx, run, second); err != nil {
-			t.Fatalf("PutRunKey again: %v", err)
+		if err := keys.PutRunKey(ctx, run, second); !errors.Is(err, secrets.ErrExists) {
+			t.Fatalf("PutRunKey again: got %v, want ErrExists", err)
 		}
 		got, err := keys.GetRunKey(ctx, run)
 		if err != nil {
 			t.Fatalf("GetRunKey: %v", err)
 		}
-		if got != second {
-			t.Fatalf("GetRunKey after overwrite: got the first key back: %v", got == first)
+		if got != first {
+			t.Fatalf("GetRunKey after a second put: the first key was replaced")
+		}
+		// Once deleted (the run finalized), a key may be stored again.
+		if err := keys.DeleteRunKey(ctx, run); err != nil {
+			t.Fatalf("DeleteRunKey: %v", err)
+		}
+		if err := keys.PutRunKey(ctx, run, second); err != nil {
+			t.Fatalf("PutRunKey after delete: %v", err)
 		}
 	})
 	t.Run("Delete", func(t *testing.T) {
