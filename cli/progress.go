@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -15,6 +16,14 @@ import (
 type watcherFunc func(runID string)
 
 func (f watcherFunc) RunChanged(runID string) { f(runID) }
+
+// finisherFunc adapts a function to engine.Finisher; it is told a run's id and never fails.
+type finisherFunc func(runID string)
+
+func (f finisherFunc) RunFinished(_ context.Context, run domain.Run) error {
+	f(run.RunID)
+	return nil
+}
 
 // progress shows a run as it goes: on a terminal, a table redrawn in place; elsewhere (a log, a
 // pipe, CI), one line per state change.

@@ -73,7 +73,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	changes := make(chan struct{}, 1)
+	changes, finished := make(chan struct{}, 1), make(chan struct{}, 1)
 	watch := watcherFunc(func(string) {
 		select {
 		case changes <- struct{}{}:
@@ -85,6 +85,12 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	opts := Options{
 		DataDir: dir, Addr: "127.0.0.1:0", Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv,
 		Log: newLogger(stderr, "text", *logLevel), Insecure: true, Watchers: []engine.Watcher{watch},
+		Finishers: []engine.Finisher{finisherFunc(func(string) {
+			select {
+			case finished <- struct{}{}:
+			default:
+			}
+		})},
 	}
 	if err := gh.apply(&opts, opts.Log); err != nil {
 		fmt.Fprintln(stderr, "iac-ci run:", err)
@@ -110,26 +116,34 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	}
 	progress := newProgress(stdout, !*asJSON, isTerminal(stdout))
 	progress.start(acc)
-	// The run's record is cheap to read and says when it is done. The progress display reads more
-	// (the run's history, or its orders for the table) at most every refresh, so a run of a
-	// thousand orders does not read a thousand records on every change.
+	// The run is read at most every refresh, and at every change once its finalization is
+	// written (the Finisher above), to learn that it is reported. The progress display reads more
+	// (the run's history, or its orders for the table) at most every refresh too, so a run of a
+	// thousand orders does not read a thousand records on every change, nor its own record: the
+	// database has one connection, and the run's own work waits for every read.
 	const refresh = 200 * time.Millisecond
-	var view producers.RunView
-	var shown time.Time
+	var (
+		view           producers.RunView
+		shown, checked time.Time
+		ending         bool
+	)
 	for {
-		run, err := sys.Engine.Store.GetRun(ctx, acc.RunID)
-		if err == nil && (run.Reported || (progress.enabled && time.Since(shown) >= refresh)) {
-			shown = time.Now()
-			var events []domain.Event
-			if progress.enabled && !progress.terminal {
-				events, _ = sys.Engine.Store.ListEvents(ctx, run.TraceID)
-			}
-			orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
-			if lerr == nil {
-				view = producers.ViewOf(run, orders)
-				progress.update(view, events)
-				if run.Reported {
-					break
+		if ending || time.Since(checked) >= refresh {
+			checked = time.Now()
+			run, err := sys.Engine.Store.GetRun(ctx, acc.RunID)
+			if err == nil && (run.Reported || (progress.enabled && time.Since(shown) >= refresh)) {
+				shown = time.Now()
+				var events []domain.Event
+				if progress.enabled && !progress.terminal {
+					events, _ = sys.Engine.Store.ListEvents(ctx, run.TraceID)
+				}
+				orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
+				if lerr == nil {
+					view = producers.ViewOf(run, orders)
+					progress.update(view, events)
+					if run.Reported {
+						break
+					}
 				}
 			}
 		}
@@ -138,7 +152,9 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 			fmt.Fprintln(stderr, "iac-ci run: interrupted; the run goes on if you run `iac-ci serve --data` on the same folder")
 			return ExitError
 		case <-changes:
-		case <-time.After(refresh):
+		case <-finished:
+			ending = true
+		case <-time.After(max(0, refresh-time.Since(checked))):
 		}
 	}
 	progress.finish(view)
