@@ -198,25 +198,10 @@ func (b *Bucket) Name() string { return b.name }
 
 // Put stores body under key and, for a result key, notifies.
 func (b *Bucket) Put(ctx context.Context, key string, body []byte) error {
-	if err := checkKey(key); err != nil {
-		return fmt.Errorf("put: %w", err)
-	}
-	var (
-		err      error
-		notified bool
-	)
-	if b.inlines(int64(len(body))) {
-		notified, err = b.putRow(ctx, key, body)
-	} else {
-		_, err = b.putFile(ctx, key, bytes.NewReader(body))
-	}
-	if err != nil || notified {
-		return err
-	}
-	return b.notifyCreated(ctx, key, int64(len(body)))
+	return b.PutBatch(ctx, []blobs.Object{{Key: key, Body: body}})
 }
 
-// PutBatch stores objs as Put would, the ones small enough to be rows in one transaction (all
+// PutBatch stores objs: the ones small enough to be rows in one transaction (all
 // of them or none), larger ones as files one by one, and notifies of result keys.
 func (b *Bucket) PutBatch(ctx context.Context, objs []blobs.Object) error {
 	var rows []blobs.Object
@@ -228,13 +213,10 @@ func (b *Bucket) PutBatch(ctx context.Context, objs []blobs.Object) error {
 			rows = append(rows, o)
 		}
 	}
-	notified := map[string]bool{}
+	var notified []string // result keys putRows already notified of
 	if len(rows) > 0 {
-		keys, err := b.putRows(ctx, rows)
-		for _, k := range keys {
-			notified[k] = true
-		}
-		if err != nil {
+		var err error
+		if notified, err = b.putRows(ctx, rows); err != nil {
 			return err
 		}
 	}
@@ -244,7 +226,7 @@ func (b *Bucket) PutBatch(ctx context.Context, objs []blobs.Object) error {
 				return err
 			}
 		}
-		if !notified[o.Key] {
+		if !slices.Contains(notified, o.Key) {
 			if err := b.notifyCreated(ctx, o.Key, int64(len(o.Body))); err != nil {
 				return err
 			}
@@ -519,11 +501,14 @@ func write(f *os.File, r io.Reader, sync bool) (int64, error) {
 }
 
 // createTemp creates a temporary file in dir, making dir first. A concurrent Delete may prune
-// dir between the two steps, so a vanished folder is made again, a few times.
+// dir between the two steps, so a vanished folder is made again, a few times. It may also prune
+// a folder of dir while MkdirAll makes it: MkdirAll then reports that the folder exists (its
+// mkdir found it) though it is gone (its check after did not), so that is tried again too; a
+// file where a folder should be keeps failing so, and its error is returned.
 func createTemp(dir string) (*os.File, error) {
 	var err error
 	for range 50 {
-		if err = os.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 		if err == nil {
