@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets"
@@ -211,11 +210,7 @@ func (q *receiveCounter) Receive(ctx context.Context, opts queues.ReceiveOptions
 // it has idle handlers, and handles and deletes every one.
 func TestConsumerPoolReceivesForEveryIdleHandler(t *testing.T) {
 	t.Parallel()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "q.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, "")
 	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
 	if err != nil {
 		t.Fatal(err)

@@ -55,16 +55,9 @@ func (c *Consumer) Run(ctx context.Context, h consumers.Handler) {
 	}
 	q, log := c.Queue, c.Log
 	for {
-		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: c.Batch, Wait: queues.MaxWait})
-		if ctx.Err() != nil {
+		msgs, ok := c.receive(ctx, c.Batch)
+		if !ok {
 			return
-		}
-		if err != nil {
-			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
-			if !pause(ctx, time.Second) {
-				return
-			}
-			continue
 		}
 		for _, m := range msgs {
 			if err := c.handle(ctx, m, h); err != nil {
@@ -132,19 +125,12 @@ func (c *Consumer) runPool(ctx context.Context, h consumers.Handler) {
 				break more
 			}
 		}
-		msgs, err := q.Receive(ctx, queues.ReceiveOptions{Max: n, Wait: queues.MaxWait})
+		msgs, ok := c.receive(ctx, n)
 		for range n - len(msgs) {
 			idle <- struct{}{}
 		}
-		if ctx.Err() != nil {
+		if !ok {
 			return
-		}
-		if err != nil {
-			log.WarnContext(ctx, "receive", "queue", q.Name(), "err", err)
-			if !pause(ctx, time.Second) {
-				return
-			}
-			continue
 		}
 		for _, m := range msgs {
 			wg.Add(1)
@@ -160,6 +146,20 @@ func (c *Consumer) runPool(ctx context.Context, h consumers.Handler) {
 			}()
 		}
 	}
+}
+
+// receive takes up to limit messages, waiting for them as long as a receive may. A failed receive
+// is logged and followed by a pause, and returns no messages. ok is false once ctx has ended.
+func (c *Consumer) receive(ctx context.Context, limit int) (msgs []queues.Message, ok bool) {
+	msgs, err := c.Queue.Receive(ctx, queues.ReceiveOptions{Max: limit, Wait: queues.MaxWait})
+	if ctx.Err() != nil {
+		return msgs, false
+	}
+	if err != nil {
+		c.Log.WarnContext(ctx, "receive", "queue", c.Queue.Name(), "err", err)
+		return nil, pause(ctx, time.Second)
+	}
+	return msgs, true
 }
 
 // pause waits d, or less when ctx ends first; it reports whether ctx is still live.

@@ -250,7 +250,7 @@ func (s *System) Start(ctx context.Context) error {
 	next := http.DefaultTransport.(*http.Transport).Clone()
 	next.ResponseHeaderTimeout = 30 * time.Second
 	client := &http.Client{Transport: inProcessTransport{
-		host: func() string { return s.listener.Addr().String() }, handler: srv.Handler, next: next}}
+		host: s.listener.Addr().String(), handler: srv.Handler, next: next}}
 	for _, t := range domain.Targets {
 		for range s.Opts.Workers {
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,

@@ -13,13 +13,13 @@ import (
 // and body, so a URL is checked exactly as when it arrives over the network, as it does from
 // a command that PUTs to $CALLBACK_URL itself. Requests to any other address go to next.
 type inProcessTransport struct {
-	host    func() string // host:port the server listens on
+	host    string // host:port the server listens on
 	handler http.Handler
 	next    http.RoundTripper
 }
 
 func (t inProcessTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Host != t.host() || (r.URL.Scheme != "http" && r.URL.Scheme != "") {
+	if r.URL.Host != t.host || (r.URL.Scheme != "http" && r.URL.Scheme != "") {
 		return t.next.RoundTrip(r)
 	}
 	in := r.Clone(r.Context())

@@ -28,7 +28,7 @@ func TestInProcessTransport(t *testing.T) {
 	})
 	var forwarded []string
 	client := &http.Client{Transport: inProcessTransport{
-		host: func() string { return "127.0.0.1:1" }, handler: handler,
+		host: "127.0.0.1:1", handler: handler,
 		next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			forwarded = append(forwarded, r.URL.String())
 			return &http.Response{StatusCode: http.StatusTeapot, Body: http.NoBody, Request: r}, nil

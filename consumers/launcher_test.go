@@ -23,7 +23,7 @@ import (
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
@@ -77,11 +77,7 @@ type launchFixture struct {
 func setupLauncher(t *testing.T, errs ...error) *launchFixture {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := sqlitedb.Open(filepath.Join(dir, "iac-ci.db"))
-	if err != nil {
-		t.Fatalf("open db: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, dir)
 	broker, err := sqlitequeue.Open(db, queues.Topology())
 	if err != nil {
 		t.Fatalf("open queues: %v", err)

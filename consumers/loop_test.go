@@ -3,14 +3,13 @@ package consumers_test
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iac-ci/iac-ci/consumers"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
@@ -35,11 +34,7 @@ func (q *deleteCounter) Delete(ctx context.Context, receipts ...string) error {
 // to come back.
 func TestConsumeDeletesInBatchesAndAllWhenStopping(t *testing.T) {
 	t.Parallel()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "q.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, "")
 	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/store"
@@ -38,11 +37,7 @@ func (s *readCounter) GetOrders(ctx context.Context, runID string, nums []int) (
 // openEmbedded opens the embedded queues and store on a new database.
 func openEmbedded(t *testing.T) (*sqlitequeue.Broker, *sqlitestore.Store) {
 	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, "")
 	broker, err := sqlitequeue.Open(db, queues.Topology())
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ import (
 	"github.com/iac-ci/iac-ci/consumers/awslaunch"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/lambdafn"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
@@ -374,11 +374,7 @@ func TestDeployTellsTheFunctionsEveryName(t *testing.T) {
 // malformed record of one it serves as done.
 func served(t *testing.T) map[string][]string {
 	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "q.db"))
-	if err != nil {
-		t.Fatalf("db: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, "")
 	broker, err := sqlitequeue.Open(db, queues.Topology())
 	if err != nil {
 		t.Fatalf("queues: %v", err)

@@ -24,7 +24,7 @@ import (
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/lambdafn"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
@@ -97,11 +97,7 @@ func setup(t *testing.T) *deployment {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := sqlitedb.Open(filepath.Join(dir, "iac-ci.db"))
-	if err != nil {
-		t.Fatalf("open db: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, dir)
 	specs := queues.Topology()
 	for i := range specs {
 		specs[i].Visibility = time.Minute

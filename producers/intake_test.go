@@ -23,7 +23,7 @@ import (
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
@@ -52,11 +52,7 @@ type intakeSetup struct {
 func setupIntake(t *testing.T) intakeSetup {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := sqlitedb.Open(filepath.Join(dir, "iac-ci.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, dir)
 	broker, err := sqlitequeue.Open(db, queues.Topology())
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +112,16 @@ func (s intakeSetup) accept(t *testing.T, job string, noSecrets bool) (producers
 		t.Fatalf("%d intake messages, want 1", len(msgs))
 	}
 	return acc, msgs[0]
+}
+
+// run accepts a job and hands its intake message to intake, as the intake consumer would.
+func (s intakeSetup) run(t *testing.T, job string, noSecrets bool) producers.Accepted {
+	t.Helper()
+	acc, msg := s.accept(t, job, noSecrets)
+	if err := s.intake.Handle(t.Context(), msg); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	return acc
 }
 
 // receive takes every visible message off a queue.
@@ -280,10 +286,7 @@ func TestIntakeCreatesRunAndQueuesReadyOrdersOnce(t *testing.T) {
 func TestIntakeSealsBundleForTheRunKey(t *testing.T) {
 	t.Parallel()
 	s := setupIntake(t)
-	acc, msg := s.accept(t, diamondJob, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, diamondJob, false)
 	execZip := s.blob(t, blobs.ExecKey(acc.RunID, 1))
 	m, sealed, err := bundle.Unpack(execZip, t.TempDir(), bundle.DefaultLimits)
 	if err != nil {
@@ -344,10 +347,7 @@ func TestIntakeSealsBundleForTheRunKey(t *testing.T) {
 // parallel.
 func TestIntakeSealedBundleOpensWithSops(t *testing.T) {
 	s := setupIntake(t)
-	acc, msg := s.accept(t, diamondJob, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, diamondJob, false)
 	sealed := zipEntries(t, s.blob(t, blobs.ExecKey(acc.RunID, 1)))[bundle.SealedName]
 	t.Setenv("SOPS_AGE_KEY", s.runKey(t, acc.RunID))
 	plain, err := decrypt.Data(sealed, "json")
@@ -372,10 +372,7 @@ func TestIntakeMissingSecretFailsOnlyItsOrder(t *testing.T) {
 	  {"order_name": "notify", "timeout": 60, "cmds": ["echo notify"], "dependencies": ["apply"]},
 	  {"order_name": "lint", "timeout": 60, "cmds": ["echo lint"], "secret_manager_paths": ["deploy/api-token"]}
 	]}`
-	acc, msg := s.accept(t, job, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, job, false)
 	orders := s.orders(t, acc.RunID)
 	plan := orders["plan"]
 	if plan.Status != domain.OrderFailed || plan.ExitCode == nil || *plan.ExitCode != -1 {
@@ -423,10 +420,7 @@ func TestIntakeForkRunWithholdsSecrets(t *testing.T) {
 	  {"order_name": "plan", "timeout": 60, "cmds": ["echo plan"], "ssm_paths": ["/team/db-password"]},
 	  {"order_name": "lint", "timeout": 60, "cmds": ["echo lint"], "env_vars": {"LEVEL": "strict"}}
 	]}`
-	acc, msg := s.accept(t, job, true)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, job, true)
 	orders := s.orders(t, acc.RunID)
 	if o := orders["plan"]; o.Status != domain.OrderFailed || !strings.Contains(o.Reason, "withheld") {
 		t.Errorf("plan: %s %q, want failed with a reason saying secrets are withheld", o.Status, o.Reason)
@@ -452,10 +446,7 @@ func TestIntakeWithoutSecretsFileFailsOrderSayingHow(t *testing.T) {
 	t.Parallel()
 	s := setupIntake(t)
 	s.intake.Secrets, _ = localsecrets.LoadSource("") // as when --secrets is not given
-	acc, msg := s.accept(t, diamondJob, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, diamondJob, false)
 	plan := s.orders(t, acc.RunID)["plan"]
 	if plan.Status != domain.OrderFailed || !strings.Contains(plan.Reason, "--secrets") {
 		t.Errorf("plan: %s %q, want failed with a reason saying to pass --secrets", plan.Status, plan.Reason)
@@ -493,10 +484,7 @@ func TestIntakeRefusesSecretTooShortToMask(t *testing.T) {
 	  {"order_name": "plan", "timeout": 60, "cmds": ["echo \"pin=$PIN\""], "ssm_paths": ["/team/pin"]},
 	  {"order_name": "lint", "timeout": 60, "cmds": ["echo lint"], "ssm_paths": ["/team/db-password"]}
 	]}`
-	acc, msg := s.accept(t, job, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, job, false)
 	orders := s.orders(t, acc.RunID)
 	plan := orders["plan"]
 	if plan.Status != domain.OrderFailed || !strings.Contains(plan.Reason, "PIN") || !strings.Contains(plan.Reason, "too short") {
@@ -601,10 +589,7 @@ func TestIntakeStoresBundlesInBatches(t *testing.T) {
 	for i := range 250 {
 		orders = append(orders, fmt.Sprintf(`{"order_name": "o%03d", "timeout": 60, "cmds": ["true"]}`, i))
 	}
-	acc, msg := s.accept(t, `{"username": "tester", "orders": [`+strings.Join(orders, ",")+`]}`, false)
-	if err := s.intake.Handle(t.Context(), msg); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
+	acc := s.run(t, `{"username": "tester", "orders": [`+strings.Join(orders, ",")+`]}`, false)
 	for o := range 250 {
 		s.blob(t, blobs.ExecKey(acc.RunID, o+1))
 		s.blob(t, blobs.StrippedKey(acc.RunID, o+1))

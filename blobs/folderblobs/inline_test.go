@@ -18,6 +18,7 @@ import (
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
@@ -26,21 +27,10 @@ import (
 // object are cheap to make.
 const testInlineMax = 1 << 10
 
-// openDB opens a new database as the embedded engine does, closed when the test ends.
-func openDB(t testing.TB) *sql.DB {
-	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "iac-ci.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // withInline returns opts keeping objects of up to max bytes as rows of a new database.
 func withInline(t testing.TB, opts folderblobs.Options, max int) folderblobs.Options {
 	t.Helper()
-	opts.Inline, opts.InlineMax = openDB(t), max
+	opts.Inline, opts.InlineMax = sqlitedbtest.Open(t, ""), max
 	return opts
 }
 
@@ -304,7 +294,7 @@ func TestInlinePresignedResultPutNotifiesOnce(t *testing.T) {
 func TestInlineNotifyInTx(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := openDB(t)
+	db := sqlitedbtest.Open(t, "")
 	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: queues.Results, Visibility: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
@@ -565,7 +555,7 @@ func BenchmarkPut(b *testing.B) {
 		b.Run(map[bool]string{false: "files", true: "inline"}[inline], func(b *testing.B) {
 			opts := folderblobs.Options{SigningKey: []byte("k")}
 			if inline {
-				opts.Inline = openDB(b) // InlineMax: the default
+				opts.Inline = sqlitedbtest.Open(b, "") // InlineMax: the default
 			}
 			bucket, err := folderblobs.New(b.TempDir(), "internal", opts)
 			if err != nil {

@@ -32,7 +32,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/awstest"
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
@@ -203,11 +203,7 @@ func setup(t *testing.T) *fixture {
 	}
 
 	dir := t.TempDir()
-	db, err := sqlitedb.Open(filepath.Join(dir, "iac-ci.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqlitedbtest.Open(t, dir)
 	if f.broker, err = sqlitequeue.Open(db, queues.Topology()); err != nil {
 		t.Fatal(err)
 	}

@@ -3,26 +3,15 @@ package sqlitequeue_test
 import (
 	"database/sql"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/queuetest"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
-
-func openDB(tb testing.TB) *sql.DB {
-	tb.Helper()
-	db, err := sqlitedb.Open(filepath.Join(tb.TempDir(), "iac-ci.db"))
-	if err != nil {
-		tb.Fatalf("open db: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
-}
 
 func openBroker(tb testing.TB, db *sql.DB, specs []queues.Spec, opts ...sqlitequeue.Option) *sqlitequeue.Broker {
 	tb.Helper()
@@ -46,7 +35,7 @@ func mustQueue(tb testing.TB, b queues.Broker, name string) queues.Queue {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	queuetest.Run(t, func(t *testing.T, specs []queues.Spec) queues.Broker {
-		return openBroker(t, openDB(t), specs)
+		return openBroker(t, sqlitedbtest.Open(t, ""), specs)
 	})
 }
 
@@ -71,7 +60,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestStaleReceiptIsRejected(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
-	b := openBroker(t, openDB(t), []queues.Spec{{Name: "work", Visibility: 30 * time.Second}}, sqlitequeue.WithClock(clk.Now))
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{{Name: "work", Visibility: 30 * time.Second}}, sqlitequeue.WithClock(clk.Now))
 	q := mustQueue(t, b, "work")
 	if err := q.Send(t.Context(), queues.Outgoing{Body: []byte(`{"n":1}`)}); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -103,7 +92,7 @@ func TestStaleReceiptIsRejected(t *testing.T) {
 
 func TestReceiptBelongsToItsQueue(t *testing.T) {
 	t.Parallel()
-	b := openBroker(t, openDB(t), []queues.Spec{{Name: "a", Visibility: time.Minute}, {Name: "b", Visibility: time.Minute}})
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{{Name: "a", Visibility: time.Minute}, {Name: "b", Visibility: time.Minute}})
 	a, other := mustQueue(t, b, "a"), mustQueue(t, b, "b")
 	if err := a.Send(t.Context(), queues.Outgoing{Body: []byte(`{}`)}); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -125,7 +114,7 @@ func TestReceiptBelongsToItsQueue(t *testing.T) {
 func TestDeadLetterRestartsReceiveCount(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
-	b := openBroker(t, openDB(t), []queues.Spec{
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{
 		{Name: "work", Visibility: 10 * time.Second, DeadLetter: "work-dlq", MaxReceives: 3},
 		{Name: "work-dlq", Visibility: 10 * time.Second},
 	}, sqlitequeue.WithClock(clk.Now))
@@ -158,7 +147,7 @@ func TestDeadLetterRestartsReceiveCount(t *testing.T) {
 // message there.
 func TestDeadLetterMoveWakesWaiter(t *testing.T) {
 	t.Parallel()
-	b := openBroker(t, openDB(t), []queues.Spec{
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{
 		{Name: "work", Visibility: time.Minute, DeadLetter: "work-dlq", MaxReceives: 1},
 		{Name: "work-dlq", Visibility: time.Minute},
 	})
@@ -195,7 +184,7 @@ func TestDeadLetterMoveWakesWaiter(t *testing.T) {
 // then, with nothing else to wake it.
 func TestWaitWakesWhenHiddenMessageBecomesVisible(t *testing.T) {
 	t.Parallel()
-	b := openBroker(t, openDB(t), []queues.Spec{{Name: "work", Visibility: time.Minute}})
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{{Name: "work", Visibility: time.Minute}})
 	q := mustQueue(t, b, "work")
 	sent := time.Now()
 	if err := q.Send(t.Context(), queues.Outgoing{Body: []byte(`{}`), Delay: 700 * time.Millisecond}); err != nil {
@@ -213,7 +202,7 @@ func TestWaitWakesWhenHiddenMessageBecomesVisible(t *testing.T) {
 
 func TestMessagesSurviveReopen(t *testing.T) {
 	t.Parallel()
-	db := openDB(t)
+	db := sqlitedbtest.Open(t, "")
 	specs := []queues.Spec{{Name: "work", Visibility: time.Minute}}
 	first := openBroker(t, db, specs)
 	if err := mustQueue(t, first, "work").Send(t.Context(), queues.Outgoing{Body: []byte(`{"kept":true}`)}); err != nil {
@@ -228,7 +217,7 @@ func TestMessagesSurviveReopen(t *testing.T) {
 
 func TestOpenRejectsBadSpecs(t *testing.T) {
 	t.Parallel()
-	db := openDB(t)
+	db := sqlitedbtest.Open(t, "")
 	tests := []struct {
 		name  string
 		specs []queues.Spec
@@ -255,7 +244,7 @@ func TestOpenRejectsBadSpecs(t *testing.T) {
 // deleted, each its own transaction.
 func BenchmarkSendReceiveDelete(b *testing.B) {
 	b.ReportAllocs()
-	broker := openBroker(b, openDB(b), queues.Topology())
+	broker := openBroker(b, sqlitedbtest.Open(b, ""), queues.Topology())
 	q := mustQueue(b, broker, queues.Orders("lambda"))
 	ctx := b.Context()
 	body := []byte(`{"run_id":"r-20260101-0001","order_num":"0001","attempt":1,"trace_id":"4f2a9c"}`)
@@ -277,7 +266,7 @@ func BenchmarkSendReceiveDelete(b *testing.B) {
 // reaches a receive already waiting.
 func TestSendInTx(t *testing.T) {
 	t.Parallel()
-	db := openDB(t)
+	db := sqlitedbtest.Open(t, "")
 	b := openBroker(t, db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
 	work := mustQueue(t, b, "work")
 	ctx := t.Context()
