@@ -243,18 +243,12 @@ func (s *System) Start(ctx context.Context) error {
 	workRoot := filepath.Join(s.Opts.DataDir, "work")
 	// One Opener for every worker: the orders of a run share a data key, unwrapped once.
 	opener := sealing.NewOpener(openerKeys)
-	// Results go to this server's own handler without crossing the network (inProcessTransport),
-	// in the worker's goroutine: no client timeout, which would start a goroutine per request to
-	// enforce it. A request to another address (none is expected) waits at most 30 s for an
-	// answer.
-	next := http.DefaultTransport.(*http.Transport).Clone()
-	next.ResponseHeaderTimeout = 30 * time.Second
-	client := &http.Client{Transport: inProcessTransport{
-		host: s.listener.Addr().String(), handler: srv.Handler, next: next}}
 	for _, t := range domain.Targets {
 		for range s.Opts.Workers {
+			// The workers run beside the orchestrator: each hands its results to it in this
+			// process, rather than storing result.json for the results queue to carry back here.
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
-				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, HTTPClient: client}
+				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, Recorder: orch}
 			s.go_(func() { _ = w.Run(ctx) })
 		}
 		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),

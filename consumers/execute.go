@@ -62,6 +62,9 @@ type Task struct {
 	Log     *slog.Logger
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
+	// Deliver, when set, hands the result over instead of PUTting result.json to CallbackURL:
+	// a worker in the orchestrator's own process records it there (Orchestrator.RecordClaimed).
+	Deliver func(ctx context.Context, res domain.Result) error
 	// DeliverAfterCancel, when positive, still delivers the result (and log) for that long once
 	// ctx ends: a CodeBuild build or an instance being stopped reports why the order failed
 	// instead of leaving it to the sweeper's timeout. Zero stops at once, as the embedded engine
@@ -69,7 +72,8 @@ type Task struct {
 	DeliverAfterCancel time.Duration
 }
 
-// Execute runs one attempt of an order and delivers its result to the task's callback URL: it
+// Execute runs one attempt of an order and delivers its result to the task's callback URL (or to
+// its Deliver): it
 // unpacks the bundle into a fresh working directory (refusing unsafe bundles), opens the sealed
 // environment, runs the commands one by one with `sh -c` in that directory, stopping at the first
 // failure, and ends the whole process group when the order's timeout passes. The log is masked
@@ -106,6 +110,9 @@ func Execute(ctx context.Context, t Task) (domain.Result, error) {
 		res.LogKey = ""
 	}
 	crashpoint.Hit("worker.before-result")
+	if t.Deliver != nil {
+		return res, t.Deliver(ctx, res)
+	}
 	if err := deliver(ctx, t, res); err != nil {
 		return res, err
 	}

@@ -140,9 +140,14 @@ func (w launchTestLog) Write(p []byte) (int, error) {
 
 func (f *launchFixture) queue(t *testing.T, target domain.Target) queues.Queue {
 	t.Helper()
-	q, err := f.broker.Queue(queues.Orders(string(target)))
+	return f.queueNamed(t, queues.Orders(string(target)))
+}
+
+func (f *launchFixture) queueNamed(t *testing.T, name string) queues.Queue {
+	t.Helper()
+	q, err := f.broker.Queue(name)
 	if err != nil {
-		t.Fatalf("queue of %s: %v", target, err)
+		t.Fatalf("queue %s: %v", name, err)
 	}
 	return q
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/domain"
@@ -83,7 +86,25 @@ func (o *Orchestrator) Record(ctx context.Context, r domain.Result) error {
 	if err != nil {
 		return fmt.Errorf("read order: %w", err)
 	}
-	if rec.Status != domain.OrderRunning || rec.Attempt != r.Attempt {
+	return o.record(ctx, rec, r)
+}
+
+// RecordClaimed records a result of the attempt claimed is, as Record does, without reading
+// the order again: for a worker of this process that claimed it (Claim returned claimed). The
+// end is still a conditional move from running at that attempt, so a result that comes after
+// the sweeper timed the attempt out, or after another worker took the order over, changes
+// nothing. It retries the store's errors with backoff for up to two minutes, as a worker retries
+// delivering result.json.
+func (o *Orchestrator) RecordClaimed(ctx context.Context, claimed domain.OrderRecord, r domain.Result) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxElapsedTime = 2 * time.Minute
+	return backoff.Retry(func() error { return o.record(ctx, claimed, r) }, backoff.WithContext(b, ctx))
+}
+
+// record ends rec with r, if r is a result of the attempt rec is running.
+func (o *Orchestrator) record(ctx context.Context, rec domain.OrderRecord, r domain.Result) error {
+	if rec.RunID != r.RunID || rec.OrderNum != r.OrderNum || rec.Status != domain.OrderRunning || rec.Attempt != r.Attempt {
 		return nil // a duplicate, or a result of an abandoned attempt
 	}
 	status := r.Status
@@ -92,7 +113,7 @@ func (o *Orchestrator) Record(ctx context.Context, r domain.Result) error {
 	}
 	crashpoint.Hit("orchestrator.read")
 	code := r.ExitCode
-	_, err = o.Engine.Finish(ctx, rec, []domain.OrderStatus{domain.OrderRunning}, r.Attempt, engine.Outcome{
+	_, err := o.Engine.Finish(ctx, rec, []domain.OrderStatus{domain.OrderRunning}, r.Attempt, engine.Outcome{
 		Status: status, ExitCode: &code, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		Reason: r.Reason, LogKey: r.LogKey, LogTail: r.LogTail,
 	})

@@ -31,6 +31,10 @@ type Worker struct {
 	BaseEnv    []string
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
+	// Recorder, when set, records each result in this process (Orchestrator.RecordClaimed)
+	// instead of PUTting result.json to its presigned URL for the results queue to carry to an
+	// orchestrator: set it when the Worker runs beside the orchestrator, as embedded.
+	Recorder *Orchestrator
 	// Opener opens the orders' sealed environments, keeping the data keys it unwraps: share one
 	// among the Workers of a process, so a run's orders unwrap their key once. Nil opens each
 	// with sealing.Open.
@@ -114,6 +118,9 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 		return err
 	}
 	task.HTTPClient, task.Opener = w.HTTPClient, w.Opener
+	if w.Recorder != nil {
+		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordClaimed(ctx, o, r) }
+	}
 	if _, err := Execute(ctx, task); err != nil {
 		return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)
 	}
