@@ -20,16 +20,31 @@ type identityService struct {
 
 var errNotAge = errors.New("only age keys can be used")
 
+// keyUnwrapper unwraps the data keys of documents with the identity an Open was given. It serves
+// sops as a key service, for the documents left to sops, and the fast open directly: both go
+// through unwrapDataKey, so a data key is unwrapped, and kept, alike on either path.
+type keyUnwrapper interface {
+	keyservice.KeyServiceClient
+	// unwrapDataKey returns the data key wrapped (an armored age file) for recipient.
+	unwrapDataKey(recipient string, wrapped []byte) ([]byte, error)
+}
+
 func (s identityService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, _ ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
 	ak := req.GetKey().GetAgeKey()
 	if ak == nil {
 		return nil, errNotAge
 	}
-	plain, err := unwrap(s.ids, ak.GetRecipient(), req.GetCiphertext())
+	plain, err := s.unwrapDataKey(ak.GetRecipient(), req.GetCiphertext())
 	if err != nil {
 		return nil, err
 	}
 	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+}
+
+// unwrapDataKey unwraps the data key with the service's identities, every time: Open keeps
+// nothing between documents.
+func (s identityService) unwrapDataKey(recipient string, wrapped []byte) ([]byte, error) {
+	return unwrap(s.ids, recipient, wrapped)
 }
 
 // unwrap decrypts a data key wrapped for recipient (an armored age file) with ids.

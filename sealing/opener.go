@@ -15,10 +15,11 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Opener opens bundles as Open does, with the same results and errors, but keeps what is costly
-// to redo: the identities it parsed and the data keys it unwrapped (age's X25519). The bundles
-// of one run's orders, sealed by one Sealer, share one wrapped data key, so a worker that opens
-// many of them unwraps it once.
+// Opener opens bundles as Open does, with the same results and errors, on the same fast path
+// for the documents of the shape Seal writes and with sops for any other, but keeps what is
+// costly to redo: the identities it parsed and the data keys it unwrapped (age's X25519). The
+// bundles of one run's orders, sealed by one Sealer, share one wrapped data key, so a worker
+// that opens many of them unwraps it once. Both paths take their data keys from what it keeps.
 //
 // A data key is kept under a SHA-256 of the identity that unwrapped it, the recipient it was
 // wrapped for and the wrapped key itself, so it is only ever handed to that same identity, for
@@ -109,22 +110,32 @@ func (s *cachingService) Decrypt(_ context.Context, req *keyservice.DecryptReque
 	if ak == nil {
 		return nil, errNotAge
 	}
-	k := s.keyOf(ak.GetRecipient(), req.GetCiphertext())
+	plain, err := s.unwrapDataKey(ak.GetRecipient(), req.GetCiphertext())
+	if err != nil {
+		return nil, err
+	}
+	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+}
+
+// unwrapDataKey returns the data key the Opener keeps for this identity, recipient and wrapped
+// key, or unwraps it and keeps it. The caller gets a copy of its own.
+func (s *cachingService) unwrapDataKey(recipient string, wrapped []byte) ([]byte, error) {
+	k := s.keyOf(recipient, wrapped)
 	s.o.mu.Lock()
 	plain, ok := s.o.keys[k]
 	s.o.mu.Unlock()
 	if ok {
-		return &keyservice.DecryptResponse{Plaintext: slices.Clone(plain)}, nil
+		return slices.Clone(plain), nil
 	}
 	// A failure is not kept: an identity that is no recipient unwraps nothing, and tries again.
-	plain, err := unwrap(s.ids, ak.GetRecipient(), req.GetCiphertext())
+	plain, err := unwrap(s.ids, recipient, wrapped)
 	if err != nil {
 		return nil, err
 	}
 	s.o.mu.Lock()
 	put(s.o.keys, k, slices.Clone(plain), s.o.max)
 	s.o.mu.Unlock()
-	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+	return plain, nil
 }
 
 func (s *cachingService) Encrypt(context.Context, *keyservice.EncryptRequest, ...grpc.CallOption) (*keyservice.EncryptResponse, error) {

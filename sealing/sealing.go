@@ -9,6 +9,11 @@
 // Opener opens many documents keeping the data keys it unwrapped: wrapping and unwrapping (age's
 // X25519) are most of the cost of Seal and Open.
 //
+// Seal writes its documents itself, byte for byte as sops writes them, and Open reads the
+// documents of that shape itself, to the result sops gives: sops's tree, JSON store and
+// metadata decoding were most of what remained of the cost. Open leaves every document of
+// another shape to sops.
+//
 // Open (and an Opener) never reads identities from the process environment or the disk: it uses
 // only the identity it is given, so many runs can open their bundles at once. No error of this
 // package contains a value of the environment or an identity.
@@ -32,7 +37,6 @@ import (
 	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/keyservice"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
-	"github.com/getsops/sops/v3/version"
 )
 
 var (
@@ -86,6 +90,12 @@ func Seal(env map[string]string, recipients ...string) ([]byte, error) {
 // it gets its own MAC), but wrapping the key is the costly part of sealing (age's X25519), and a
 // Sealer does it once instead of once per document.
 //
+// Seal writes each document itself rather than through sops's tree and JSON store, which spent
+// most of a document's time reflecting over the metadata: byte for byte what `sops encrypt`
+// writes for the same values, IVs and time (sops's JSON layout with an indent of 2, the values
+// encrypted and the MAC computed and encrypted as sops's Tree.Encrypt does), so sops and Open
+// read it as any other SOPS document. There is no case it leaves to sops.
+//
 // Every document of one Sealer shares its data key: whoever can open one of them can open all
 // of them, and the data key of one opened document decrypts the values of every other. Use one
 // Sealer only for documents meant for exactly the same recipients — such as the orders of one
@@ -95,9 +105,19 @@ func Seal(env map[string]string, recipients ...string) ([]byte, error) {
 // A Sealer is safe for concurrent use.
 type Sealer struct {
 	dataKey []byte
-	// wrapped holds each recipient with the data key wrapped for it; Seal copies them into each
-	// document's metadata, never handing these out.
-	wrapped []sopsage.MasterKey
+	// wrapped holds each recipient with the data key wrapped for it, in the order NewSealer was
+	// given them.
+	wrapped []wrappedKey
+	// metadataHead is the start of every document's "sops" metadata, the same for all of them:
+	// the age recipients with their wrapped keys, the encryption rule, and the key of the
+	// last-modified time (see sealAt).
+	metadataHead []byte
+}
+
+// wrappedKey is a data key wrapped for an age recipient: one entry of a document's sops.age.
+type wrappedKey struct {
+	recipient string
+	enc       string
 }
 
 // NewSealer validates the recipients (age public keys) as Seal does, generates one data key and
@@ -126,14 +146,15 @@ func NewSealer(recipients ...string) (*Sealer, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("seal: wrap data key: %w", errors.Join(errs...))
 	}
-	s := &Sealer{dataKey: dataKey, wrapped: make([]sopsage.MasterKey, len(group))}
+	s := &Sealer{dataKey: dataKey, wrapped: make([]wrappedKey, len(group))}
 	for i, k := range group {
 		mk := k.(*sopsage.MasterKey)
 		if mk.EncryptedKey == "" {
 			return nil, fmt.Errorf("seal: recipient %d: the data key was not wrapped", i+1)
 		}
-		s.wrapped[i] = sopsage.MasterKey{Recipient: mk.Recipient, EncryptedKey: mk.EncryptedKey}
+		s.wrapped[i] = wrappedKey{recipient: mk.Recipient, enc: mk.EncryptedKey}
 	}
+	s.metadataHead = metadataHead(s.wrapped)
 	return s, nil
 }
 
@@ -141,7 +162,7 @@ func NewSealer(recipients ...string) (*Sealer, error) {
 func (s *Sealer) Recipients() []string {
 	rs := make([]string, len(s.wrapped))
 	for i, k := range s.wrapped {
-		rs[i] = k.Recipient
+		rs[i] = k.recipient
 	}
 	return rs
 }
@@ -149,6 +170,12 @@ func (s *Sealer) Recipients() []string {
 // Seal encrypts env with the Sealer's data key into a document that any of its recipients'
 // identities opens. Variables are written in name order.
 func (s *Sealer) Seal(env map[string]string) ([]byte, error) {
+	return s.sealAt(env, time.Now())
+}
+
+// sortedNames returns the names of env in the order Seal writes them, refusing the names a SOPS
+// document cannot carry as a variable.
+func sortedNames(env map[string]string) ([]string, error) {
 	names := make([]string, 0, len(env))
 	for name := range env {
 		switch name {
@@ -160,42 +187,7 @@ func (s *Sealer) Seal(env map[string]string) ([]byte, error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	branch := make(sops.TreeBranch, 0, len(names))
-	for _, name := range names {
-		branch = append(branch, sops.TreeItem{Key: name, Value: env[name]})
-	}
-	group := make(sops.KeyGroup, len(s.wrapped))
-	for i, k := range s.wrapped {
-		group[i] = &sopsage.MasterKey{Recipient: k.Recipient, EncryptedKey: k.EncryptedKey}
-	}
-
-	tree := sops.Tree{
-		Branches: sops.TreeBranches{branch},
-		Metadata: sops.Metadata{
-			KeyGroups:      []sops.KeyGroup{group},
-			EncryptedRegex: everyKey,
-			Version:        version.Version,
-		},
-	}
-	// The rest of `sops encrypt` (common.EncryptTree): the values encrypted with the data key,
-	// each with a fresh random IV (a new aes.Cipher has no IVs stashed to reuse), and the MAC
-	// over the cleartext encrypted with the last-modified time as additional data.
-	cipher := aes.NewCipher()
-	mac, err := tree.Encrypt(s.dataKey, cipher)
-	if err != nil {
-		// sops's message names the cipher failure, not the value.
-		return nil, fmt.Errorf("seal: encrypt values: %w", err)
-	}
-	tree.Metadata.LastModified = time.Now().UTC()
-	tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, s.dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
-	if err != nil {
-		return nil, fmt.Errorf("seal: encrypt mac: %w", err)
-	}
-	doc, err := jsonStore().EmitEncryptedFile(tree)
-	if err != nil {
-		return nil, fmt.Errorf("seal: write document: %w", err)
-	}
-	return doc, nil
+	return names, nil
 }
 
 // nativeRecipient reports whether r is an X25519 or hybrid post-quantum age recipient. Anything
@@ -213,6 +205,12 @@ func nativeRecipient(r string) bool {
 // age identity, checks its MAC, and returns the variables. Numbers and booleans a person may
 // have written into a document by hand come back in their JSON spelling. To open many bundles,
 // use an Opener, which keeps what it unwrapped.
+//
+// A document of the shape Seal writes (which is also what `sops encrypt` writes for a flat
+// document of strings under encrypted_regex "^") is read and decrypted on a fast path, without
+// sops's JSON store and its metadata decoding; any other, with any other key source, rule,
+// value type or spelling, goes to sops (see parseSealed). Either way the result and the error
+// are the ones sops gives.
 func Open(doc []byte, identity string) (map[string]string, error) {
 	id, err := parseIdentity(identity)
 	if err != nil {
@@ -230,9 +228,30 @@ func parseIdentity(identity string) (*age.X25519Identity, error) {
 	return id, nil
 }
 
-// open opens doc with the data key svc unwraps. Whatever svc is, the values are decrypted and
-// the MAC checked here, so a document that was tampered with fails alike.
-func open(doc []byte, svc keyservice.KeyServiceClient) (map[string]string, error) {
+// open opens doc with the data key keys unwraps: on the fast path when doc has the shape Seal
+// writes (see parseSealed), and with sops otherwise. Whichever path it takes, the values are
+// decrypted and the MAC checked here, so a document that was tampered with fails alike.
+func open(doc []byte, keys keyUnwrapper) (map[string]string, error) {
+	sealed, ok := parseSealed(doc)
+	if !ok {
+		return openSops(doc, keys)
+	}
+	dataKey, ok := sealed.dataKey(keys)
+	if !ok {
+		return nil, fmt.Errorf("open bundle: %w", ErrWrongKey)
+	}
+	cipher, err := newValueCipher(dataKey)
+	if err != nil {
+		// Not an AES key, which no Sealer makes: sops says how such a document fails.
+		return openSops(doc, keys)
+	}
+	fastOpens.Add(1)
+	return sealed.open(cipher)
+}
+
+// openSops opens doc with sops's JSON store and tree, with the data key svc unwraps: the path
+// for every document that is not of the shape Seal writes, whose reading is left to sops.
+func openSops(doc []byte, svc keyservice.KeyServiceClient) (map[string]string, error) {
 	tree, err := jsonStore().LoadEncryptedFile(doc)
 	if err != nil {
 		// The loader may quote parts of the document; a hand-made document may hold cleartext.
