@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"net/url"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite"
 )
 
 // Open opens (creating if needed) the database file at path.
@@ -24,10 +24,11 @@ func Open(path string) (*sql.DB, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate") // writers take the lock at BEGIN: no deadlock on lock upgrade
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	connector, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	db := sql.OpenDB(uncancelledConnector{connector})
 	// One connection: SQLite admits one writer at a time anyway, and writers on separate
 	// connections that find the lock taken wait in SQLite's busy handler, which sleeps in steps of
 	// milliseconds. Queueing on Go's connection pool instead wakes the next caller at once. No

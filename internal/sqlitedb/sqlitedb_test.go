@@ -1,0 +1,93 @@
+package sqlitedb_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+)
+
+func open(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// A statement under way runs to its end when its context ends: the driver is handed contexts
+// that never end, so it starts no watch per statement.
+func TestStatementRunsToItsEndAfterItsContextEnds(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	start := time.Now()
+	var n int
+	err := db.QueryRowContext(ctx, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000)
+		SELECT count(*) FROM c`).Scan(&n)
+	if err != nil || n != 1000000 {
+		t.Fatalf("count: %d, %v; want 1000000 and no error", n, err)
+	}
+	if took := time.Since(start); took < 20*time.Millisecond {
+		t.Fatalf("the statement took %v, less than the 20 ms before its context ended: the test proves nothing", took)
+	}
+}
+
+// Waiting for the one connection still ends with the context.
+func TestWaitForTheConnectionEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	held, err := db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Rollback()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := db.BeginTx(ctx, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("BeginTx while the connection is held: %v, want the context's deadline", err)
+	}
+}
+
+// A transaction whose context ends is rolled back, as database/sql promises.
+func TestTransactionWhoseContextEndsIsRolledBack(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	if _, err := db.Exec(`CREATE TABLE t (v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// database/sql rolls the transaction back in the background once ctx ends.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := tx.Commit()
+		if errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) {
+			break
+		}
+		if err == nil {
+			t.Fatalf("Commit after the context ended succeeded")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Commit: %v", err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows after the rollback: %d, %v; want 0", n, err)
+	}
+}
