@@ -132,7 +132,13 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	if err != nil {
 		return fail(fmt.Sprintf("make working directory: %v", err))
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		// An order usually leaves its directory empty or with little in it; rmdir alone removes
+		// an empty one, where RemoveAll would first try (and fail) to unlink it as a file.
+		if syscall.Rmdir(dir) != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	if t.Bundle == nil {
 		return fail("the order's bundle could not be read")
 	}

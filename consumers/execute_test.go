@@ -271,6 +271,10 @@ func execute(t *testing.T, s setup) outcome {
 	start := time.Now()
 	res, err := consumers.Execute(t.Context(), task)
 	took := time.Since(start)
+	// The working directory is gone, whether the order left it empty or not.
+	if left, rerr := os.ReadDir(task.WorkRoot); rerr != nil || len(left) != 0 {
+		t.Errorf("work root after the attempt: %v %v, want it empty", left, rerr)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	got := outcome{res: res, err: err, stored: stored, log: string(stored), delivered: sink.received(), callback: task.CallbackURL, out: out, took: took}
