@@ -243,12 +243,16 @@ func (s *System) Start(ctx context.Context) error {
 	workRoot := filepath.Join(s.Opts.DataDir, "work")
 	// One Opener for every worker: the orders of a run share a data key, unwrapped once.
 	opener := sealing.NewOpener(openerKeys)
+	// One set of working directories for every worker; those orders leave empty are kept for
+	// the next orders, as many as orders run at once.
+	dirs := &consumers.WorkDirs{Root: workRoot, Keep: s.Opts.Workers * len(domain.Targets)}
+	s.closers = append(s.closers, dirs.Close)
 	for _, t := range domain.Targets {
 		for range s.Opts.Workers {
 			// The workers run beside the orchestrator: each hands its results to it in this
 			// process, rather than storing result.json for the results queue to carry back here.
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
-				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, Recorder: orch}
+				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, Recorder: orch, Dirs: dirs}
 			s.go_(func() { _ = w.Run(ctx) })
 		}
 		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),

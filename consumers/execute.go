@@ -55,8 +55,11 @@ type Task struct {
 	// A shorter log is whole in the tail and is not stored apart.
 	LogKey string
 	PutLog func(ctx context.Context, log []byte) error
-	// WorkRoot is where a fresh working directory is made (and removed afterwards).
+	// WorkRoot is where a fresh working directory is made (and removed afterwards), when Dirs
+	// is nil.
 	WorkRoot string
+	// Dirs, when set, hands out the working directory and takes it back.
+	Dirs *WorkDirs
 	// BaseEnv is the environment the commands start from, before the order's own.
 	BaseEnv []string
 	Log     *slog.Logger
@@ -125,20 +128,15 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 		res.Status, res.ExitCode, res.Reason = domain.OrderFailed, -1, reason
 		return []byte("iac-ci: " + reason + "\n")
 	}
-	if err := os.MkdirAll(t.WorkRoot, 0o700); err != nil {
-		return fail(fmt.Sprintf("make working directory: %v", err))
+	dirs := t.Dirs
+	if dirs == nil {
+		dirs = &WorkDirs{Root: t.WorkRoot}
 	}
-	dir, err := os.MkdirTemp(t.WorkRoot, "order-")
+	dir, err := dirs.Get()
 	if err != nil {
-		return fail(fmt.Sprintf("make working directory: %v", err))
+		return fail(err.Error())
 	}
-	defer func() {
-		// An order usually leaves its directory empty or with little in it; rmdir alone removes
-		// an empty one, where RemoveAll would first try (and fail) to unlink it as a file.
-		if syscall.Rmdir(dir) != nil {
-			os.RemoveAll(dir)
-		}
-	}()
+	defer dirs.Put(dir)
 	if t.Bundle == nil {
 		return fail("the order's bundle could not be read")
 	}

@@ -28,7 +28,10 @@ type Worker struct {
 	// that while the order runs, so only a dead worker's message comes back.
 	Visibility time.Duration
 	WorkRoot   string
-	BaseEnv    []string
+	// Dirs, when set, hands out the orders' working directories (under its own Root, in place
+	// of WorkRoot): share one among the Workers of a process.
+	Dirs    *WorkDirs
+	BaseEnv []string
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
 	// Recorder, when set, records each result in this process (Orchestrator.RecordClaimed)
@@ -117,7 +120,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	if err != nil {
 		return err
 	}
-	task.HTTPClient, task.Opener = w.HTTPClient, w.Opener
+	task.HTTPClient, task.Opener, task.Dirs = w.HTTPClient, w.Opener, w.Dirs
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordClaimed(ctx, o, r) }
 	}
