@@ -134,18 +134,7 @@ func TestOpensWithSOPSDecrypt(t *testing.T) {
 		t.Fatalf("Seal: %v", err)
 	}
 	for name, k := range map[string]sealing.Key{"run key": run, "caller's sops_key": caller} {
-		t.Setenv("SOPS_AGE_KEY", k.Identity)
-		plain, err := decrypt.Data(doc, "json")
-		if err != nil {
-			t.Fatalf("sops decrypt with %s: %v", name, err)
-		}
-		var got map[string]string
-		if err := json.Unmarshal(plain, &got); err != nil {
-			t.Fatalf("sops decrypt output is not a JSON object of strings: %v", err)
-		}
-		if !maps.Equal(got, env) {
-			t.Errorf("sops decrypt with %s: got %v, want %v", name, keysOf(got), keysOf(env))
-		}
+		requireSopsDecrypts(t, doc, name, k.Identity, env)
 	}
 	t.Setenv("SOPS_AGE_KEY", newKey(t).Identity)
 	if _, err := decrypt.Data(doc, "json"); err == nil {
@@ -297,15 +286,7 @@ func TestHybridRecipientOpensWithSOPS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Seal: %v", err)
 	}
-	t.Setenv("SOPS_AGE_KEY", id.String())
-	plain, err := decrypt.Data(doc, "json")
-	if err != nil {
-		t.Fatalf("sops decrypt with the hybrid identity: %v", err)
-	}
-	var got map[string]string
-	if err := json.Unmarshal(plain, &got); err != nil || !maps.Equal(got, env) {
-		t.Fatalf("sops decrypt with the hybrid identity: got %v (%v), want %v", keysOf(got), err, keysOf(env))
-	}
+	requireSopsDecrypts(t, doc, "the hybrid identity", id.String(), env)
 }
 
 func TestReservedNames(t *testing.T) {
@@ -365,6 +346,21 @@ func assertNoSecrets(t *testing.T, s string, env map[string]string, keys ...stri
 		if strings.Contains(s, k) {
 			t.Errorf("a private key appears in %.40q...", s)
 		}
+	}
+}
+
+// requireSopsDecrypts checks that sops's own decrypt, given identity as SOPS_AGE_KEY, opens doc
+// to env; what names the identity in failures.
+func requireSopsDecrypts(t *testing.T, doc []byte, what, identity string, env map[string]string) {
+	t.Helper()
+	t.Setenv("SOPS_AGE_KEY", identity)
+	plain, err := decrypt.Data(doc, "json")
+	if err != nil {
+		t.Fatalf("sops decrypt with %s: %v", what, err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(plain, &got); err != nil || !maps.Equal(got, env) {
+		t.Errorf("sops decrypt with %s: got %v (%v), want %v", what, keysOf(got), err, keysOf(env))
 	}
 }
 
@@ -562,15 +558,7 @@ func TestSealerOpensWithSOPSDecrypt(t *testing.T) {
 		env["I"] = fmt.Sprint(i)
 		doc := sealWith(t, s, env)
 		for name, k := range map[string]sealing.Key{"run key": run, "caller's sops_key": caller} {
-			t.Setenv("SOPS_AGE_KEY", k.Identity)
-			plain, err := decrypt.Data(doc, "json")
-			if err != nil {
-				t.Fatalf("sops decrypt document %d with %s: %v", i, name, err)
-			}
-			var got map[string]string
-			if err := json.Unmarshal(plain, &got); err != nil || !maps.Equal(got, env) {
-				t.Errorf("sops decrypt document %d with %s: got %v (%v), want %v", i, name, keysOf(got), err, keysOf(env))
-			}
+			requireSopsDecrypts(t, doc, fmt.Sprintf("document %d, %s", i, name), k.Identity, env)
 		}
 	}
 }
