@@ -96,20 +96,27 @@ func run(binary string, workers, fanout, chain, rounds int, aws bool, sizes []in
 		bases, engs, fanRatios             []float64
 		seqs, chains, chainRatios, steadys []float64
 		perHops, ones                      []float64
+		baseCPUs, engCPUs                  []float64 // CPU time per order, ms
+		baseBusy, engBusy                  []float64 // CPUs busy on average
 		peak                               int64
 	)
 	for range rounds {
-		base, _, err := timed("sh", "-c", fmt.Sprintf("seq %d | xargs -P %d -I{} sh -c true", fanout, workers))
+		baseM, _, err := measuredOutput("sh", "-c", fmt.Sprintf("seq %d | xargs -P %d -I{} sh -c true", fanout, workers))
 		if err != nil {
 			return fmt.Errorf("xargs baseline: %w", err)
 		}
-		eng, rss, err := timed(binary, "run", "--json", "--workers", fmt.Sprint(workers), fanJob)
+		engM, _, err := measuredOutput(binary, "run", "--json", "--workers", fmt.Sprint(workers), fanJob)
 		if err != nil {
 			return fmt.Errorf("fan-out: %w", err)
 		}
+		base, eng := baseM.wall, engM.wall
 		bases, engs = append(bases, base.Seconds()), append(engs, eng.Seconds())
 		fanRatios = append(fanRatios, eng.Seconds()/base.Seconds())
-		peak = max(peak, rss)
+		peak = max(peak, engM.rss)
+		baseCPUs = append(baseCPUs, float64(baseM.cpu.Microseconds())/1000/float64(fanout))
+		engCPUs = append(engCPUs, float64(engM.cpu.Microseconds())/1000/float64(fanout))
+		baseBusy = append(baseBusy, baseM.cpu.Seconds()/base.Seconds())
+		engBusy = append(engBusy, engM.cpu.Seconds()/eng.Seconds())
 
 		seq, _, err := timed("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do sh -c true; i=$((i+1)); done", chain))
 		if err != nil {
@@ -138,7 +145,9 @@ func run(binary string, workers, fanout, chain, rounds int, aws bool, sizes []in
 	fmt.Printf("  xargs -P %d          %8.3f s\n", workers, median(bases))
 	fmt.Printf("  iac-ci run           %8.3f s\n", median(engs))
 	fmt.Printf("  ratio                %8.2fx   (target: within 2x; rounds: %s)\n", median(fanRatios), list(fanRatios, "%.2f"))
-	fmt.Printf("  peak memory (RSS)    %8.1f MB (target: under 150 MB; the highest of the rounds)\n\n", float64(peak)/1024)
+	fmt.Printf("  peak memory (RSS)    %8.1f MB (target: under 150 MB; the highest of the rounds)\n", float64(peak)/1024)
+	fmt.Printf("  CPU per order        %8.2f ms  xargs, %.2f ms iac-ci (each with its commands; CPUs busy on average: %.2f and %.2f)\n\n",
+		median(baseCPUs), median(engCPUs), median(baseBusy), median(engBusy))
 
 	fmt.Printf("chain: %d dependent orders running `true`\n", chain)
 	fmt.Printf("  sequential sh -c     %8.3f s\n", median(seqs))
@@ -203,8 +212,8 @@ func writeJob(path string, n int, chained bool) error {
 
 // timed runs a command and returns its wall time and its peak resident memory in KiB.
 func timed(name string, args ...string) (time.Duration, int64, error) {
-	took, rss, _, err := timedOutput(name, args...)
-	return took, rss, err
+	m, _, err := measuredOutput(name, args...)
+	return m.wall, m.rss, err
 }
 
 // medianHop reads `iac-ci run --json` output of a chain and returns the median time from one
@@ -230,21 +239,36 @@ func medianHop(out []byte) (time.Duration, error) {
 }
 
 // timedOutput is timed, also returning the command's standard output.
+// measure is what one run of a command took: its wall time, its peak memory (KiB), and the CPU
+// time it and the processes it waited for used.
+type measure struct {
+	wall time.Duration
+	rss  int64
+	cpu  time.Duration
+}
+
 func timedOutput(name string, args ...string) (time.Duration, int64, []byte, error) {
+	m, out, err := measuredOutput(name, args...)
+	return m.wall, m.rss, out, err
+}
+
+func measuredOutput(name string, args ...string) (measure, []byte, error) {
 	cmd := exec.Command(name, args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	start := time.Now()
 	out, err := cmd.Output()
-	took := time.Since(start)
+	m := measure{wall: time.Since(start)}
 	if err != nil {
-		return took, 0, nil, fmt.Errorf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, errb.String())
+		return m, nil, fmt.Errorf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, errb.String())
 	}
-	var rss int64
+	// The rusage wait4 reports for a child counts the children it waited for too: xargs's and
+	// iac-ci's commands are in their CPU time.
+	m.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss // KiB on Linux
+		m.rss = ru.Maxrss // KiB on Linux
 	}
-	return took, rss, out, nil
+	return m, out, nil
 }
 
 func cpuModel() string {
