@@ -75,13 +75,13 @@ type Task struct {
 	DeliverAfterCancel time.Duration
 }
 
-// Execute runs one attempt of an order and delivers its result to the task's callback URL (or to
-// its Deliver): it
-// unpacks the bundle into a fresh working directory (refusing unsafe bundles), opens the sealed
-// environment, runs the commands one by one with `sh -c` in that directory, stopping at the first
-// failure, and ends the whole process group when the order's timeout passes. The log is masked
-// before it is stored or reported. A bundle or key that cannot be used ends the attempt failed,
-// with a reason saying why. The returned error is only about delivering the result.
+// Execute runs one attempt of an order and delivers its result to the task's callback URL (or
+// to its Deliver): it unpacks the bundle into a fresh working directory (refusing unsafe
+// bundles), opens the sealed environment, runs the commands one by one with `sh -c` in that
+// directory, stopping at the first failure, and ends the whole process group when the order's
+// timeout passes. The log is masked before it is stored or reported. A bundle or key that
+// cannot be used ends the attempt failed, with a reason saying why. The returned error is only
+// about delivering the result.
 func Execute(ctx context.Context, t Task) (domain.Result, error) {
 	log := t.Log
 	if log == nil {
@@ -339,6 +339,12 @@ func deliver(ctx context.Context, t Task, res domain.Result) error {
 		}
 		return backoff.Permanent(fmt.Errorf("deliver result: refused with %s", resp.Status))
 	}
+	return retryResult(ctx, op)
+}
+
+// retryResult runs op until it succeeds, fails permanently or ctx ends, with exponential
+// backoff for up to two minutes: how a worker hands over a result, over HTTP or in process.
+func retryResult(ctx context.Context, op backoff.Operation) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxElapsedTime = 2 * time.Minute

@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/domain"
@@ -96,10 +93,7 @@ func (o *Orchestrator) Record(ctx context.Context, r domain.Result) error {
 // nothing. It retries the store's errors with backoff for up to two minutes, as a worker retries
 // delivering result.json.
 func (o *Orchestrator) RecordClaimed(ctx context.Context, claimed domain.OrderRecord, r domain.Result) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxElapsedTime = 2 * time.Minute
-	return backoff.Retry(func() error { return o.record(ctx, claimed, r) }, backoff.WithContext(b, ctx))
+	return retryResult(ctx, func() error { return o.record(ctx, claimed, r) })
 }
 
 // record ends rec with r, if r is a result of the attempt rec is running.

@@ -30,11 +30,16 @@ type keyUnwrapper interface {
 }
 
 func (s identityService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, _ ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+	return decryptWith(s, req)
+}
+
+// decryptWith answers sops's request for a data key with u, which serves age keys only.
+func decryptWith(u keyUnwrapper, req *keyservice.DecryptRequest) (*keyservice.DecryptResponse, error) {
 	ak := req.GetKey().GetAgeKey()
 	if ak == nil {
 		return nil, errNotAge
 	}
-	plain, err := s.unwrapDataKey(ak.GetRecipient(), req.GetCiphertext())
+	plain, err := u.unwrapDataKey(ak.GetRecipient(), req.GetCiphertext())
 	if err != nil {
 		return nil, err
 	}

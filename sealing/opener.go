@@ -106,15 +106,7 @@ func (s *cachingService) keyOf(recipient string, wrapped []byte) [sha256.Size]by
 }
 
 func (s *cachingService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, _ ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
-	ak := req.GetKey().GetAgeKey()
-	if ak == nil {
-		return nil, errNotAge
-	}
-	plain, err := s.unwrapDataKey(ak.GetRecipient(), req.GetCiphertext())
-	if err != nil {
-		return nil, err
-	}
-	return &keyservice.DecryptResponse{Plaintext: plain}, nil
+	return decryptWith(s, req)
 }
 
 // unwrapDataKey returns the data key the Opener keeps for this identity, recipient and wrapped
