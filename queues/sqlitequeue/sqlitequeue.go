@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/queues"
 )
 
@@ -90,6 +91,7 @@ func WithClock(now func() time.Time) Option {
 // Broker serves the queues of the specs it was opened with.
 type Broker struct {
 	db     *sql.DB
+	writer *sqlitedb.Writer // every transaction goes through it, combined with those waiting
 	now    func() time.Time
 	queues map[string]*queue
 	stmts  statements
@@ -103,7 +105,7 @@ type statements struct {
 // should come from internal/sqlitedb (WAL, busy timeout, immediate transactions). Close releases
 // the Broker's prepared statements; the database stays open.
 func Open(db *sql.DB, specs []queues.Spec, opts ...Option) (*Broker, error) {
-	b := &Broker{db: db, now: time.Now, queues: make(map[string]*queue, len(specs))}
+	b := &Broker{db: db, writer: sqlitedb.NewWriter(db), now: time.Now, queues: make(map[string]*queue, len(specs))}
 	for _, o := range opts {
 		o(b)
 	}
@@ -192,16 +194,9 @@ func (b *Broker) Queue(name string) (queues.Queue, error) {
 	return q, nil
 }
 
+// inTx runs fn in a transaction, which may carry other callers' fn too (sqlitedb.Writer).
 func (b *Broker) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return b.writer.Write(ctx, fn)
 }
 
 // failure is the one place database errors are turned into what the port promises: ctx's own

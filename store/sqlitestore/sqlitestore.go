@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/store"
 )
 
@@ -91,8 +92,9 @@ const (
 
 // Store is the SQLite store. It does not own the database: Close releases its statements only.
 type Store struct {
-	db    *sql.DB
-	stmts map[string]*sql.Stmt
+	db     *sql.DB
+	writer *sqlitedb.Writer // every write goes through it, combined with those waiting
+	stmts  map[string]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -104,7 +106,7 @@ func Open(db *sql.DB) (*Store, error) {
 	if _, err := db.Exec(schema); err != nil {
 		return nil, fmt.Errorf("create store tables: %w", err)
 	}
-	s := &Store{db: db, stmts: map[string]*sql.Stmt{}}
+	s := &Store{db: db, writer: sqlitedb.NewWriter(db), stmts: map[string]*sql.Stmt{}}
 	for _, q := range []string{sqlInsertRun, sqlInsertOrder, sqlGetRun, sqlGetRunState, sqlSetRun, sqlCountRun,
 		sqlActiveRuns, sqlGetOrder, sqlGetOrderState, sqlGetOrders, sqlListOrders, sqlSetOrder, sqlDueOrders,
 		sqlPutEvent, sqlListEvents} {
@@ -147,6 +149,20 @@ func storeError(op string, err error) error {
 
 func conflict(op string) error { return fmt.Errorf("%s: %w", op, store.ErrConflict) }
 
+// write runs fn, which wraps its own errors, in a transaction of the store's Writer; an error of
+// the transaction itself (its start, its commit) is wrapped with op.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	var fnErr error
+	err := s.writer.Write(ctx, func(tx *sql.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return storeError(op, err)
+	}
+	return err
+}
+
 func millis(t time.Time) any {
 	if t.IsZero() {
 		return nil
@@ -163,7 +179,7 @@ func boolInt(b bool) int {
 
 // CreateRun inserts the run, its orders and events in one transaction, or does nothing when
 // the run exists.
-func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord, events ...domain.Event) (err error) {
+func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.OrderRecord, events ...domain.Event) error {
 	op := "create run " + run.RunID
 	if err := store.CheckRun(run, orders); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -172,15 +188,10 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return storeError(op, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	return s.write(ctx, op, func(tx *sql.Tx) error { return s.createRun(ctx, tx, op, run, runJSON, orders, events) })
+}
+
+func (s *Store) createRun(ctx context.Context, tx *sql.Tx, op string, run domain.Run, runJSON []byte, orders []domain.OrderRecord, events []domain.Event) error {
 	res, err := s.stmt(ctx, tx, sqlInsertRun).ExecContext(ctx, run.RunID, string(run.Status), boolInt(run.Reported),
 		run.CreatedAt.UnixMilli(), run.Open, run.Failed, run.TimedOut, runJSON)
 	if err != nil {
@@ -189,7 +200,7 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 	if n, err := res.RowsAffected(); err != nil {
 		return storeError(op, err)
 	} else if n == 0 {
-		return tx.Rollback() // the run exists: a retried intake
+		return nil // the run exists: a retried intake; nothing is written
 	}
 	insert := s.stmt(ctx, tx, sqlInsertOrder)
 	for _, o := range orders {
@@ -206,9 +217,6 @@ func (s *Store) CreateRun(ctx context.Context, run domain.Run, orders []domain.O
 	}
 	if err := s.putEvents(ctx, tx, events); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return storeError(op, err)
 	}
 	return nil
 }
@@ -347,22 +355,24 @@ func queryRecords[T any](ctx context.Context, s *Store, op, q string, args ...an
 }
 
 // UpdateOrder applies one conditional move, with its events and (for a terminal move) the run's
-// counters, in one transaction.
+// counters, in one transaction (which may carry other callers' writes too: sqlitedb.Writer).
 func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (moved store.Moved, err error) {
 	op := fmt.Sprintf("update order %s/%d to %s", c.RunID, c.OrderNum, c.To)
 	if err := checkChange(c); err != nil {
 		return moved, fmt.Errorf("%s: %w", op, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	err = s.write(ctx, op, func(tx *sql.Tx) error {
+		var err error
+		moved, err = s.updateOrder(ctx, tx, op, c)
+		return err
+	})
 	if err != nil {
-		return moved, storeError(op, err)
+		return store.Moved{}, err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			moved = store.Moved{}
-		}
-	}()
+	return moved, nil
+}
+
+func (s *Store) updateOrder(ctx context.Context, tx *sql.Tx, op string, c store.OrderChange) (moved store.Moved, err error) {
 	var (
 		status  string
 		attempt int
@@ -400,9 +410,6 @@ func (s *Store) UpdateOrder(ctx context.Context, c store.OrderChange) (moved sto
 	}
 	if err := s.putEvents(ctx, tx, c.Events); err != nil {
 		return moved, fmt.Errorf("%s: %w", op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return moved, storeError(op, err)
 	}
 	if c.ReturnOrder {
 		moved.Order = o
@@ -476,17 +483,12 @@ func countsOf(o domain.OrderRecord) (failed, timedOut int) {
 }
 
 // UpdateRun applies one conditional move of a run, with its events, in one transaction.
-func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) (err error) {
+func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 	op := fmt.Sprintf("update run %s to %s", c.RunID, c.To)
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return storeError(op, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	return s.write(ctx, op, func(tx *sql.Tx) error { return s.updateRun(ctx, tx, op, c) })
+}
+
+func (s *Store) updateRun(ctx context.Context, tx *sql.Tx, op string, c store.RunChange) (err error) {
 	var (
 		status   string
 		reported bool
@@ -515,9 +517,6 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) (err error) {
 	}
 	if err := s.putEvents(ctx, tx, c.Events); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return storeError(op, err)
 	}
 	return nil
 }
@@ -554,27 +553,17 @@ func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
 }
 
 // AppendEvents writes events in one transaction, replacing those with the same key.
-func (s *Store) AppendEvents(ctx context.Context, events ...domain.Event) (err error) {
+func (s *Store) AppendEvents(ctx context.Context, events ...domain.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
 	const op = "append events"
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return storeError(op, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+	return s.write(ctx, op, func(tx *sql.Tx) error {
+		if err := s.putEvents(ctx, tx, events); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
 		}
-	}()
-	if err := s.putEvents(ctx, tx, events); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return storeError(op, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // putEvents writes events inside tx, replacing those with the same key.
