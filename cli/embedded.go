@@ -32,7 +32,10 @@ import (
 
 // Options configure a System.
 type Options struct {
-	DataDir     string
+	DataDir string
+	// Temporary says the data folder is deleted when the process ends (iac-ci run without
+	// --data): its databases then never wait for the disk (sqlitedb.OpenTemporary).
+	Temporary   bool
 	Addr        string // where the HTTP server listens; "127.0.0.1:0" picks a free port
 	Workers     int    // concurrent orders per execution target
 	SecretsFile string // embedded secret values (--secrets)
@@ -74,6 +77,12 @@ type System struct {
 	wg       sync.WaitGroup
 }
 
+// The databases of a data folder.
+const (
+	StoreDB  = "iac-ci.db" // runs, orders and their history
+	QueuesDB = "queues.db" // queue messages, and objects small enough to be rows
+)
+
 // ErrDataInUse: another iac-ci process has the data folder.
 var ErrDataInUse = errors.New("data folder in use by another iac-ci process")
 
@@ -109,7 +118,21 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	s.closers = append(s.closers, lock.Close)
 	fail := func(err error) (*System, error) { s.Close(); return nil, err }
 
-	db, err := sqlitedb.Open(filepath.Join(o.DataDir, "iac-ci.db"))
+	// Two databases, each with its own connection and its own writer: the store's (runs,
+	// orders, events), and the queues' with the objects small enough to be rows (kept together,
+	// so that a result's row and its notification are one transaction). Their writes then go on
+	// side by side; in one database they waited for each other, about a twentieth of a fan-out's
+	// time. No transaction spans the two, as none spans DynamoDB and SQS.
+	openDB := sqlitedb.Open
+	if o.Temporary {
+		openDB = sqlitedb.OpenTemporary
+	}
+	stateDB, err := openDB(filepath.Join(o.DataDir, StoreDB))
+	if err != nil {
+		return fail(err)
+	}
+	s.closers = append(s.closers, stateDB.Close)
+	db, err := openDB(filepath.Join(o.DataDir, QueuesDB))
 	if err != nil {
 		return fail(err)
 	}
@@ -127,7 +150,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	} else if n > 0 {
 		o.Log.InfoContext(ctx, "released messages a previous process held", "messages", n)
 	}
-	st, err := sqlitestore.Open(db)
+	st, err := sqlitestore.Open(stateDB)
 	if err != nil {
 		return fail(err)
 	}

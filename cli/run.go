@@ -63,8 +63,8 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		return ExitRejected
 	}
 
-	dir := *dataDir
-	if dir == "" {
+	dir, temporary := *dataDir, *dataDir == ""
+	if temporary {
 		tmp, err := os.MkdirTemp("", "iac-ci-run-")
 		if err != nil {
 			fmt.Fprintln(stderr, "iac-ci run:", err)
@@ -83,7 +83,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	opts := Options{
-		DataDir: dir, Addr: "127.0.0.1:0", Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv,
+		DataDir: dir, Temporary: temporary, Addr: "127.0.0.1:0", Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv,
 		Log: newLogger(stderr, "text", *logLevel), Insecure: true, Watchers: []engine.Watcher{watch},
 		Finishers: []engine.Finisher{finisherFunc(func(string) {
 			select {

@@ -178,22 +178,22 @@ func requireNoValues(t *testing.T, root string) leakScan {
 		t.Fatalf("search %s: %v", root, err)
 	}
 	for _, o := range blobRows(t, root) {
-		search("iac-ci.db: "+o.bucket+" object "+o.key, path.Join("blobs", o.bucket, o.key), o.body)
+		search("queues.db: "+o.bucket+" object "+o.key, path.Join("blobs", o.bucket, o.key), o.body)
 	}
 	return seen
 }
 
-// blobRow is an object the embedded engine keeps as a row of its database.
+// blobRow is an object the embedded engine keeps as a row of its queues.db.
 type blobRow struct {
 	bucket, key string
 	body        []byte
 }
 
-// blobRows reads every object kept as a row in the database of the data folder data, opened
+// blobRows reads every object kept as a row in the queues.db of the data folder data, opened
 // read-only (the engine may be running: it keeps writing meanwhile).
 func blobRows(t *testing.T, data string) []blobRow {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "iac-ci.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "queues.db")+"?mode=ro&_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,9 +220,9 @@ func blobRows(t *testing.T, data string) []blobRow {
 // kindOf names what a file under the data folder is.
 func kindOf(rel string) string {
 	switch {
-	case rel == "iac-ci.db":
+	case rel == "iac-ci.db" || rel == "queues.db":
 		return "database"
-	case rel == "iac-ci.db-wal":
+	case rel == "iac-ci.db-wal" || rel == "queues.db-wal":
 		return "wal"
 	case strings.HasPrefix(rel, "blobs/internal/requests/"):
 		return "request"
@@ -263,11 +263,11 @@ func requireNoValueIn(t *testing.T, where, text string) {
 }
 
 // internalBlob reads an object of the internal bucket of a data folder, as the engine keeps it:
-// a file, or a row of its database. The engine may be running; they share the database as two
+// a file, or a row of its queues.db. The engine may be running; they share the database as two
 // processes may.
 func internalBlob(t *testing.T, data, key string) []byte {
 	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))
+	db, err := sqlitedb.Open(filepath.Join(data, "queues.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func requireMaskedLog(t *testing.T, data, logKey string) {
 // hand their results to the orchestrator in process, and the results (log tails included) are
 // in the database's order records.
 var fullScan = map[string]int{
-	"database": 1, "request": 1, "exec.zip": 2, "stripped.zip": 2, "sealed file": 2,
+	"database": 2, "request": 1, "exec.zip": 2, "stripped.zip": 2, "sealed file": 2,
 	"log": 1, "done": 1,
 }
 

@@ -91,7 +91,8 @@ func TestWebhookEnvelopeAndYAML(t *testing.T) {
 }
 
 // requireNothingStored stops the server and checks that its data folder holds no request (as
-// a file or as a row of the blob table), no run and no queued message.
+// a file or as a row of the blob table, in queues.db), no run (iac-ci.db) and no queued
+// message (queues.db).
 func requireNothingStored(t *testing.T, s *server) {
 	t.Helper()
 	s.stop()
@@ -99,11 +100,16 @@ func requireNothingStored(t *testing.T, s *server) {
 	if len(reqs) > 0 {
 		t.Errorf("requests stored: %v", reqs)
 	}
-	db, err := sqlitedb.Open(filepath.Join(s.data, "iac-ci.db"))
+	db, err := sqlitedb.Open(filepath.Join(s.data, "queues.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	stateDB, err := sqlitedb.Open(filepath.Join(s.data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stateDB.Close()
 	// The server made the table when it opened its buckets, so an empty one means nothing was
 	// stored rather than nowhere to look.
 	rows, err := db.Query("SELECT bucket, key FROM " + folderblobs.Table)
@@ -130,9 +136,9 @@ func requireNothingStored(t *testing.T, s *server) {
 			t.Errorf("%d rows in %s", n, table)
 		}
 	}
-	for _, table := range tablesLike(t, db, "store_%") {
+	for _, table := range tablesLike(t, stateDB, "store_%") {
 		var n int
-		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+		if err := stateDB.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n > 0 {

@@ -91,3 +91,24 @@ func TestTransactionWhoseContextEndsIsRolledBack(t *testing.T) {
 		t.Fatalf("rows after the rollback: %d, %v; want 0", n, err)
 	}
 }
+
+// A database of the data folder waits for the disk at checkpoints (synchronous=NORMAL); a
+// temporary one never does (OFF).
+func TestTemporaryDatabaseNeverWaitsForTheDisk(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		open func(string) (*sql.DB, error)
+		want int
+	}{{sqlitedb.Open, 1}, {sqlitedb.OpenTemporary, 0}} {
+		db, err := c.open(filepath.Join(t.TempDir(), "test.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		err = db.QueryRow("PRAGMA synchronous").Scan(&got)
+		db.Close()
+		if err != nil || got != c.want {
+			t.Errorf("synchronous = %d (%v), want %d", got, err, c.want)
+		}
+	}
+}
