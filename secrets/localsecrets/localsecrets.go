@@ -14,14 +14,28 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 
 	"github.com/iac-ci/iac-ci/secrets"
 )
 
 // Keys keeps each run's private key in <dir>/<run_id>.key, readable by the owner only.
+//
+// A key once written or read is also kept in memory, up to MaxCachedKeys of them, until this
+// Keys deletes it: a run's key never changes while it exists, and every order of a run reads it
+// (reading the file was about a fortieth of an order's time in the engine). A key deleted by
+// another process may still be served from memory; only orders of ended runs would ask for it,
+// and a worker claims no order of an ended run.
 type Keys struct {
 	dir string
+
+	mu     sync.Mutex
+	cached map[string]string
 }
+
+// MaxCachedKeys bounds the keys a Keys keeps in memory; when full, one chosen at random makes
+// room.
+const MaxCachedKeys = 1024
 
 var _ secrets.Keys = (*Keys)(nil)
 
@@ -34,7 +48,7 @@ func NewKeys(dir string) (*Keys, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restrict key folder: %w", err)
 	}
-	return &Keys{dir: dir}, nil
+	return &Keys{dir: dir, cached: map[string]string{}}, nil
 }
 
 // runIDPattern admits every id domain.NewRunID makes and anything else that is a plain file name:
@@ -75,7 +89,20 @@ func (k *Keys) PutRunKey(_ context.Context, runID, key string) error {
 	if err != nil {
 		return fmt.Errorf("put run key of %s: %w", runID, err)
 	}
+	k.keep(runID, key)
 	return nil
+}
+
+func (k *Keys) keep(runID, key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.cached[runID]; !ok && len(k.cached) >= MaxCachedKeys {
+		for old := range k.cached {
+			delete(k.cached, old)
+			break
+		}
+	}
+	k.cached[runID] = key
 }
 
 // GetRunKey returns a run's key, or secrets.ErrNotFound.
@@ -84,6 +111,12 @@ func (k *Keys) GetRunKey(_ context.Context, runID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("get run key: %w", err)
 	}
+	k.mu.Lock()
+	key, ok := k.cached[runID]
+	k.mu.Unlock()
+	if ok {
+		return key, nil
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("run key of %s: %w", runID, secrets.ErrNotFound)
@@ -91,6 +124,7 @@ func (k *Keys) GetRunKey(_ context.Context, runID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("get run key of %s: %w", runID, err)
 	}
+	k.keep(runID, string(b))
 	return string(b), nil
 }
 
@@ -100,6 +134,9 @@ func (k *Keys) DeleteRunKey(_ context.Context, runID string) error {
 	if err != nil {
 		return fmt.Errorf("delete run key: %w", err)
 	}
+	k.mu.Lock()
+	delete(k.cached, runID)
+	k.mu.Unlock()
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete run key of %s: %w", runID, err)
 	}

@@ -3,6 +3,7 @@ package localsecrets_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,4 +193,63 @@ func loadSource(t *testing.T, path string) *localsecrets.Source {
 		t.Fatalf("LoadSource: %v", err)
 	}
 	return src
+}
+
+// A key read once is served from memory after (every order of a run reads it), until this Keys
+// deletes it; at most MaxCachedKeys are kept.
+func TestKeysKeepKeysInMemoryUntilDeleted(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "keys")
+	writer, err := localsecrets.NewKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := localsecrets.NewKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const run = "run-1"
+	if err := writer.PutRunKey(ctx, run, "AGE-SECRET-KEY-1ONE"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reader.GetRunKey(ctx, run); err != nil || got != "AGE-SECRET-KEY-1ONE" {
+		t.Fatalf("first read: %q, %v", got, err)
+	}
+	if err := os.Remove(filepath.Join(dir, run+".key")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reader.GetRunKey(ctx, run); err != nil || got != "AGE-SECRET-KEY-1ONE" {
+		t.Fatalf("second read, the file gone: %q, %v; want the key from memory", got, err)
+	}
+	if err := reader.DeleteRunKey(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.GetRunKey(ctx, run); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("read after delete: %v, want ErrNotFound", err)
+	}
+
+	// Bounded: of more keys than it keeps, only MaxCachedKeys outlive their files.
+	many, err := localsecrets.NewKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := localsecrets.MaxCachedKeys + 50
+	for i := range n {
+		if err := many.PutRunKey(ctx, fmt.Sprintf("run-b%d", i), "AGE-SECRET-KEY-1B"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	served := 0
+	for i := range n {
+		if _, err := many.GetRunKey(ctx, fmt.Sprintf("run-b%d", i)); err == nil {
+			served++
+		}
+	}
+	if served != localsecrets.MaxCachedKeys {
+		t.Fatalf("%d keys served from memory, want %d", served, localsecrets.MaxCachedKeys)
+	}
 }
