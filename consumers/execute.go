@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -267,20 +267,26 @@ func runEach(ctx context.Context, cmds []string, dir string, env []string, deadl
 
 // mergeEnv returns base with env laid over it, sorted for a stable order.
 func mergeEnv(base []string, env map[string]string) []string {
-	merged := map[string]string{}
+	type variable struct{ name, kv string }
+	vars := make([]variable, 0, len(base)+len(env))
 	for _, kv := range base {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			merged[k] = v
+		k, _, ok := strings.Cut(kv, "=")
+		if _, set := env[k]; ok && !set {
+			vars = append(vars, variable{k, kv})
 		}
 	}
 	for k, v := range env {
-		merged[k] = v
+		vars = append(vars, variable{k, k + "=" + v})
 	}
-	out := make([]string, 0, len(merged))
-	for k, v := range merged {
-		out = append(out, k+"="+v)
+	// Stable, so that of a name base gives twice the later comes later, and is the one kept.
+	slices.SortStableFunc(vars, func(a, b variable) int { return strings.Compare(a.name, b.name) })
+	out := make([]string, 0, len(vars))
+	for i, v := range vars {
+		if i+1 < len(vars) && vars[i+1].name == v.name {
+			continue
+		}
+		out = append(out, v.kv)
 	}
-	sort.Strings(out)
 	return out
 }
 
