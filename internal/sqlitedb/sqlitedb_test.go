@@ -92,23 +92,43 @@ func TestTransactionWhoseContextEndsIsRolledBack(t *testing.T) {
 	}
 }
 
-// A database of the data folder waits for the disk at checkpoints (synchronous=NORMAL); a
-// temporary one never does (OFF).
-func TestTemporaryDatabaseNeverWaitsForTheDisk(t *testing.T) {
+// A database of the data folder waits for the disk at checkpoints (synchronous=NORMAL) and
+// shares its file with other processes; a temporary one never waits (OFF) and holds its locks
+// (locking_mode=EXCLUSIVE), so that another connection cannot read it.
+func TestTemporaryDatabase(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		open func(string) (*sql.DB, error)
-		want int
-	}{{sqlitedb.Open, 1}, {sqlitedb.OpenTemporary, 0}} {
-		db, err := c.open(filepath.Join(t.TempDir(), "test.db"))
+		open       func(string) (*sql.DB, error)
+		sync       int
+		locking    string
+		othersRead bool
+	}{{sqlitedb.Open, 1, "normal", true}, {sqlitedb.OpenTemporary, 0, "exclusive", false}} {
+		path := filepath.Join(t.TempDir(), "test.db")
+		db, err := c.open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got int
-		err = db.QueryRow("PRAGMA synchronous").Scan(&got)
-		db.Close()
-		if err != nil || got != c.want {
-			t.Errorf("synchronous = %d (%v), want %d", got, err, c.want)
+		defer db.Close()
+		var sync int
+		var locking string
+		if err := db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != c.sync {
+			t.Errorf("synchronous = %d (%v), want %d", sync, err, c.sync)
+		}
+		if err := db.QueryRow("PRAGMA locking_mode").Scan(&locking); err != nil || locking != c.locking {
+			t.Errorf("locking_mode = %q (%v), want %q", locking, err, c.locking)
+		}
+		if _, err := db.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"); err != nil {
+			t.Fatal(err)
+		}
+		other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = other.QueryRow("SELECT count(*) FROM t").Scan(&n)
+		other.Close()
+		if read := err == nil; read != c.othersRead {
+			t.Errorf("another connection's read: %v; want a read: %v", err, c.othersRead)
 		}
 	}
 }
