@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
@@ -130,7 +131,7 @@ func Build(m Manifest, sealed []byte, codeDir string) (exec, stripped []byte, er
 		if f.Name == SealedName {
 			continue
 		}
-		if err := sw.Copy(f); err != nil {
+		if err := copyRaw(sw, f); err != nil {
 			return nil, nil, fmt.Errorf("build bundle: copy %s to stripped.zip: %w", f.Name, err)
 		}
 	}
@@ -139,6 +140,25 @@ func Build(m Manifest, sealed []byte, codeDir string) (exec, stripped []byte, er
 	}
 	return exec, strippedBuf.Bytes(), nil
 }
+
+// copyRaw is zip.Writer.Copy with a buffer of the pool's instead of a new 32 KB one per entry:
+// those were a sixth of all the bytes a 1000-order run allocated.
+func copyRaw(w *zip.Writer, f *zip.File) error {
+	r, err := f.OpenRaw()
+	if err != nil {
+		return err
+	}
+	dst, err := w.CreateRaw(&f.FileHeader)
+	if err != nil {
+		return err
+	}
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	_, err = io.CopyBuffer(dst, r, *buf)
+	return err
+}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 type buildEntry struct {
 	name string
