@@ -92,17 +92,19 @@ func TestTransactionWhoseContextEndsIsRolledBack(t *testing.T) {
 	}
 }
 
-// A database of the data folder waits for the disk at checkpoints (synchronous=NORMAL) and
-// shares its file with other processes; a temporary one never waits (OFF) and holds its locks
-// (locking_mode=EXCLUSIVE), so that another connection cannot read it.
+// A database of the data folder is written through a WAL, waits for the disk at checkpoints
+// (synchronous=NORMAL) and shares its file with other processes; a temporary one keeps its
+// journal in memory, never waits (OFF) and holds its locks (locking_mode=EXCLUSIVE), so that
+// another connection cannot read it.
 func TestTemporaryDatabase(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		open       func(string) (*sql.DB, error)
+		journal    string
 		sync       int
 		locking    string
 		othersRead bool
-	}{{sqlitedb.Open, 1, "normal", true}, {sqlitedb.OpenTemporary, 0, "exclusive", false}} {
+	}{{sqlitedb.Open, "wal", 1, "normal", true}, {sqlitedb.OpenTemporary, "memory", 0, "exclusive", false}} {
 		path := filepath.Join(t.TempDir(), "test.db")
 		db, err := c.open(path)
 		if err != nil {
@@ -110,7 +112,10 @@ func TestTemporaryDatabase(t *testing.T) {
 		}
 		defer db.Close()
 		var sync int
-		var locking string
+		var journal, locking string
+		if err := db.QueryRow("PRAGMA journal_mode").Scan(&journal); err != nil || journal != c.journal {
+			t.Errorf("journal_mode = %q (%v), want %q", journal, err, c.journal)
+		}
 		if err := db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != c.sync {
 			t.Errorf("synchronous = %d (%v), want %d", sync, err, c.sync)
 		}
