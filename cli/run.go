@@ -149,7 +149,11 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(stderr, "iac-ci run: interrupted; the run goes on if you run `iac-ci serve --data` on the same folder")
+			if temporary {
+				fmt.Fprintln(stderr, "iac-ci run: interrupted; the run is dropped with its temporary data folder (with --data DIR, `iac-ci serve --data DIR` would finish it)")
+			} else {
+				fmt.Fprintf(stderr, "iac-ci run: interrupted; the run goes on if you run `iac-ci serve --data %s`\n", dir)
+			}
 			return ExitError
 		case <-changes:
 		case <-finished:

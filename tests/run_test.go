@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -190,4 +193,64 @@ func alive(pid int) bool {
 	// The state follows the command name in parentheses: "pid (comm) S ...".
 	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
 	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
+}
+
+// Interrupted, `iac-ci run` without --data stops its orders' processes, removes its temporary
+// data folder and says the run is dropped with it.
+func TestRunInterruptedDropsItsTemporaryFolder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dir, "pid")
+	job := `username: newcomer
+orders:
+  - order_name: long
+    timeout: 120
+    cmds:
+      - "sleep 60 & echo $! > ` + pidFile + `; wait"
+`
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), binary, "run", path)
+	cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "TMPDIR="+tmp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	waitForCondition(t, "the order to start", 30*time.Second, func() bool {
+		data, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil
+	})
+	if entries, _ := os.ReadDir(tmp); len(entries) != 1 {
+		t.Fatalf("TMPDIR holds %d entries while the run goes on, want its one data folder", len(entries))
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("interrupted run: %v, want a failing exit\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "dropped with its temporary data folder") {
+		t.Errorf("stderr does not say the run is dropped:\n%s", stderr.String())
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("TMPDIR still holds %v after the run ended", entries)
+	}
+	if alive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("the order's background process %d outlived the interrupted run", pid)
+	}
 }
