@@ -610,3 +610,64 @@ func TestPutBatch(t *testing.T) {
 		}
 	})
 }
+
+// A batch refuses what the same keys put one by one would: putRows checks the folders of a
+// run of keys once, and the check must still catch a clash that comes later in the batch.
+// Each case first stores some objects as files (too large for rows), then puts the batch.
+func TestPutBatchRefusesAsPutsWould(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ files, batch []string }{
+		{nil, []string{"a/b/c", "a/b/d", "a/b"}},     // a folder of earlier keys, after them
+		{nil, []string{"a/b/c", "a/b", "a/b/d"}},     // and between keys of the same folders
+		{nil, []string{"a/b", "a/b/c", "a/b/d"}},     // an object, then keys inside it
+		{nil, []string{"a/b/c", "a/b/d", "a/x/y"}},   // no clash
+		{nil, []string{"a/b/c", "a/x", "a/x/y"}},     // an object at a folder not yet checked
+		{nil, []string{"a/b/c", "a/b/d", "a"}},       // the first folder
+		{nil, []string{"a", "a/b/c", "a/b/d"}},       // an object at the first folder, first
+		{nil, []string{"a/b/c", "a/b/c/d", "a/b/e"}}, // names inside a folder's file name: no clash
+		{nil, []string{"x/y/z", "a/b/c", "a/b/c"}},   // a key twice
+		{nil, []string{"a/b/c%2Fd", "a/b/c", "a/b/c/d"}},
+		{[]string{"a/x"}, []string{"a/b/c", "a/b/d", "a/x/y"}}, // a file at a folder of a later key
+		{[]string{"a/b/d"}, []string{"a/b/c", "a/b/d", "a/b/e"}},
+		{[]string{"a/b/c/d"}, []string{"a/b/e", "a/b/c", "a/b/f"}}, // a folder of files
+	}
+	large := bytes.Repeat([]byte("L"), testInlineMax+1)
+	for _, c := range cases {
+		// The truth: the same keys put one by one into a bucket of files.
+		files, err := folderblobs.New(t.TempDir(), "internal", folderblobs.Options{SigningKey: []byte("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := folderblobs.New(t.TempDir(), "internal", withInline(t, folderblobs.Options{SigningKey: []byte("k")}, testInlineMax))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range c.files {
+			if err := files.Put(t.Context(), k, large); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Put(t.Context(), k, large); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantErr := false
+		for _, k := range c.batch {
+			if err := files.Put(t.Context(), k, []byte("x")); err != nil {
+				wantErr = true
+			}
+		}
+		var objs []blobs.Object
+		for _, k := range c.batch {
+			objs = append(objs, blobs.Object{Key: k, Body: []byte("x")})
+		}
+		err = b.PutBatch(t.Context(), objs)
+		if gotErr := err != nil; gotErr != wantErr {
+			t.Errorf("files %q, then PutBatch %q: %v; one by one refused: %v", c.files, c.batch, err, wantErr)
+		}
+		if err != nil {
+			if got, lerr := b.List(t.Context(), ""); lerr != nil || !slices.Equal(got, slices.Sorted(slices.Values(c.files))) {
+				t.Errorf("files %q, then PutBatch %q refused, but the bucket holds %q (%v)", c.files, c.batch, got, lerr)
+			}
+		}
+	}
+}
