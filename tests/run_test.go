@@ -107,10 +107,7 @@ orders:
     timeout: 60
     cmds: ["echo never"]
 `
-	path := filepath.Join(dir, "job.yaml")
-	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeJob(t, dir, job)
 	r := iacci(t, nil, "run", "--json", path)
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -212,10 +209,7 @@ orders:
     cmds:
       - "sleep 60 & echo $! > ` + pidFile + `; wait"
 `
-	path := filepath.Join(dir, "job.yaml")
-	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeJob(t, dir, job)
 	cmd := exec.CommandContext(t.Context(), binary, "run", path)
 	cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "TMPDIR="+tmp)
 	var stderr bytes.Buffer
@@ -253,4 +247,14 @@ orders:
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("the order's background process %d outlived the interrupted run", pid)
 	}
+}
+
+// writeJob writes a job file in dir and returns its path.
+func writeJob(t *testing.T, dir, job string) string {
+	t.Helper()
+	path := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(path, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -11,11 +11,14 @@ import (
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 )
 
-func table(t *testing.T, db *sql.DB) {
+// writerOnTable opens a database with one table, w (n INTEGER PRIMARY KEY), and its Writer.
+func writerOnTable(t *testing.T) (*sql.DB, *sqlitedb.Writer) {
 	t.Helper()
+	db := open(t)
 	if _, err := db.Exec(`CREATE TABLE w (n INTEGER PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
+	return db, sqlitedb.NewWriter(db)
 }
 
 func rows(t *testing.T, db *sql.DB) map[int]bool {
@@ -66,9 +69,7 @@ func waitQueued() { time.Sleep(50 * time.Millisecond) }
 // undone alone, with its own error, and the others commit.
 func TestWriterCombinesWaitingWritesAndUndoesAFailedOneAlone(t *testing.T) {
 	t.Parallel()
-	db := open(t)
-	table(t, db)
-	w := sqlitedb.NewWriter(db)
+	db, w := writerOnTable(t)
 	release, first := running(t, w)
 
 	var (
@@ -129,9 +130,7 @@ func TestWriterCombinesWaitingWritesAndUndoesAFailedOneAlone(t *testing.T) {
 // good for the others.
 func TestWriterUndoesAFailedStatementAlone(t *testing.T) {
 	t.Parallel()
-	db := open(t)
-	table(t, db)
-	w := sqlitedb.NewWriter(db)
+	db, w := writerOnTable(t)
 	release, first := running(t, w)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
@@ -154,9 +153,7 @@ func TestWriterUndoesAFailedStatementAlone(t *testing.T) {
 // A caller that gives up before its write is taken withdraws it: it never runs.
 func TestWriterWithdrawsAWriteWhoseContextEndsWhileItWaits(t *testing.T) {
 	t.Parallel()
-	db := open(t)
-	table(t, db)
-	w := sqlitedb.NewWriter(db)
+	db, w := writerOnTable(t)
 	release, first := running(t, w)
 	ctx, cancel := context.WithCancel(t.Context())
 	ran := make(chan struct{}, 1)
@@ -190,9 +187,7 @@ func TestWriterWithdrawsAWriteWhoseContextEndsWhileItWaits(t *testing.T) {
 // Many writers at once: every write is committed exactly once and every caller answered.
 func TestWriterUnderLoad(t *testing.T) {
 	t.Parallel()
-	db := open(t)
-	table(t, db)
-	w := sqlitedb.NewWriter(db)
+	db, w := writerOnTable(t)
 	const n = 400
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
