@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// MaxCombined bounds how many writes one transaction combines.
-const MaxCombined = 64
+// maxCombined bounds how many writes one transaction combines.
+const maxCombined = 64
 
 // Writer runs the short write transactions of many goroutines on one database, combining the
 // writes that wait for the database into one transaction: SQLite takes one writer at a time,
@@ -81,7 +81,7 @@ func (w *Writer) Write(ctx context.Context, fn func(*sql.Tx) error) error {
 // hands the running on to the first caller queued meanwhile, if any.
 func (w *Writer) lead(op *write) error {
 	w.mu.Lock()
-	n := min(len(w.queue), MaxCombined-1)
+	n := min(len(w.queue), maxCombined-1)
 	batch := append([]*write{op}, w.queue[:n]...)
 	w.queue = append(w.queue[:0:0], w.queue[n:]...)
 	w.mu.Unlock()
@@ -112,9 +112,14 @@ func (w *Writer) run(batch []*write) {
 			}
 		}
 	}
-	// The transaction outlives any one caller's context: each write's own statements use its
-	// caller's context, and a caller whose context ends fails alone.
-	tx, err := w.db.BeginTx(context.Background(), nil)
+	// A write alone has a transaction of its own context, as without a Writer: waiting for the
+	// connection ends with it. Combined writes share one that outlives any caller's context:
+	// each write's statements use its caller's, and a caller whose context ends fails alone.
+	ctx := context.Background()
+	if len(batch) == 1 {
+		ctx = batch[0].ctx
+	}
+	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(err)
 		return
