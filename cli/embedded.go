@@ -127,16 +127,27 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	if o.Temporary {
 		openDB = sqlitedb.OpenTemporary
 	}
-	stateDB, err := openDB(filepath.Join(o.DataDir, StoreDB))
-	if err != nil {
-		return fail(err)
-	}
-	s.closers = append(s.closers, stateDB.Close)
 	db, err := openDB(filepath.Join(o.DataDir, QueuesDB))
 	if err != nil {
 		return fail(err)
 	}
 	s.closers = append(s.closers, db.Close)
+	if !o.Temporary {
+		// A data folder of an earlier version kept the queues and the rows of objects in
+		// iac-ci.db too: they move here, so that no queued message or stored bundle is lost.
+		n, err := sqlitedb.MoveTables(ctx, db, filepath.Join(o.DataDir, StoreDB), sqlitequeue.Table, folderblobs.Table)
+		if err != nil {
+			return fail(err)
+		}
+		if n > 0 {
+			o.Log.InfoContext(ctx, "moved queued messages and stored objects to "+QueuesDB, "rows", n)
+		}
+	}
+	stateDB, err := openDB(filepath.Join(o.DataDir, StoreDB))
+	if err != nil {
+		return fail(err)
+	}
+	s.closers = append(s.closers, stateDB.Close)
 	specs := queues.Topology()
 	for i := range specs {
 		specs[i].Visibility = o.Visibility

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iac-ci/iac-ci/blobs/folderblobs"
+	"github.com/iac-ci/iac-ci/internal/sqlitedb"
+	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
 
 // crashPoints are the steps of intake, worker, orchestrator and finalization at which the
@@ -125,4 +129,58 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A data folder of an earlier version kept everything in one database, iac-ci.db. A server of
+// this version moves the queues and the objects kept as rows into queues.db when it opens the
+// folder, so a run that was in flight (here: killed with an order claimed) still ends as it should.
+func TestOneDatabaseFolderIsMovedAndItsRunFinishes(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	body := []byte(`{"username": "upgrade", "orders": [
+		{"order_name": "a", "timeout": 30, "cmds": ["true"]},
+		{"order_name": "b", "timeout": 30, "dependencies": ["a"], "cmds": ["true"]}]}`)
+	args := []string{"--webhook-secret", secret, "--visibility", "2s"}
+	first := startServer(t, data, []string{"IAC_CI_CRASH_AT=worker.claimed"}, args...)
+	code, ans := first.post("/webhook", body, secret, nil)
+	if code != 202 {
+		t.Fatalf("submit: %d %v", code, ans)
+	}
+	runID := ans["run_id"].(string)
+	first.waitExit(time.Minute)
+
+	// Make the folder as the earlier version left it: the tables of queues.db in iac-ci.db.
+	old, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := sqlitedb.MoveTables(t.Context(), old, filepath.Join(data, "queues.db"), sqlitequeue.Table, folderblobs.Table)
+	old.Close()
+	if err != nil || n == 0 {
+		t.Fatalf("moving the tables back into iac-ci.db: %d rows, %v", n, err)
+	}
+	for _, f := range []string{"queues.db", "queues.db-wal", "queues.db-shm"} {
+		if err := os.Remove(filepath.Join(data, f)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+
+	second := startServer(t, data, nil, args...)
+	v := second.waitRun(runID, 2*time.Minute)
+	if got, want := orderStatuses(v), map[string]string{"a": "succeeded", "b": "succeeded"}; !equalMaps(got, want) || v.Status != "succeeded" {
+		t.Fatalf("run %s, statuses %v; want succeeded, %v\n%s", v.Status, got, want, second.log())
+	}
+	second.stop()
+	if !strings.Contains(second.log(), "moved queued messages and stored objects to queues.db") {
+		t.Errorf("the server did not say it moved the tables:\n%s", second.log())
+	}
+	db, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var left int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)", sqlitequeue.Table, folderblobs.Table).Scan(&left); err != nil || left != 0 {
+		t.Errorf("iac-ci.db still holds %d of the moved tables (%v)", left, err)
+	}
 }

@@ -40,7 +40,7 @@ import (
 // random part of the receipt changes on every receive, which is what makes an old receipt stale.
 // Rows are deleted on Delete, so the table holds only live messages.
 const schema = `
-CREATE TABLE IF NOT EXISTS queue_messages (
+CREATE TABLE IF NOT EXISTS ` + Table + ` (
 	seq        INTEGER PRIMARY KEY,
 	id         TEXT    NOT NULL DEFAULT (lower(hex(randomblob(16)))),
 	queue      TEXT    NOT NULL,
@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
 CREATE INDEX IF NOT EXISTS queue_messages_redelivered ON queue_messages (queue, visible_at) WHERE received > 0;
 `
+
+// Table is the table that holds every queue's messages.
+const Table = "queue_messages"
 
 const (
 	sqlInsert = `INSERT INTO queue_messages (queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?)`
