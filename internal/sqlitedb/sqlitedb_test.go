@@ -40,19 +40,26 @@ func TestStatementRunsToItsEndAfterItsContextEnds(t *testing.T) {
 	}
 }
 
-// Waiting for the one connection still ends with the context.
+// Waiting for the one connection still ends with the context: a transaction's, and a write a
+// Writer runs alone, as a transaction of its own would.
 func TestWaitForTheConnectionEndsWithItsContext(t *testing.T) {
 	t.Parallel()
-	db := open(t)
+	db, w := writerOnTable(t)
 	held, err := db.BeginTx(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Rollback()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := db.BeginTx(ctx, nil); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("BeginTx while the connection is held: %v, want the context's deadline", err)
+	for name, begin := range map[string]func(context.Context) error{
+		"BeginTx":      func(ctx context.Context) error { _, err := db.BeginTx(ctx, nil); return err },
+		"Writer.Write": func(ctx context.Context) error { return w.Write(ctx, insert(1)) },
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		err := begin(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s while the connection is held: %v, want the context's deadline", name, err)
+		}
 	}
 }
 

@@ -206,20 +206,3 @@ func TestWriterUnderLoad(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(got), n)
 	}
 }
-
-// A write alone waits for the connection no longer than its context lasts, as a transaction of
-// its own would.
-func TestWriterWaitForTheConnectionEndsWithItsContext(t *testing.T) {
-	t.Parallel()
-	db, w := writerOnTable(t)
-	held, err := db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Rollback()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	if err := w.Write(ctx, insert(1)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Write while the connection is held: %v, want the context's deadline", err)
-	}
-}
