@@ -12,7 +12,6 @@ import (
 
 	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
-	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets"
 )
 
@@ -210,15 +209,7 @@ func (q *receiveCounter) Receive(ctx context.Context, opts queues.ReceiveOptions
 // it has idle handlers, and handles and deletes every one.
 func TestConsumerPoolReceivesForEveryIdleHandler(t *testing.T) {
 	t.Parallel()
-	db := sqlitedbtest.Open(t, "")
-	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := broker.Queue("work")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := sqlitedbtest.Queue(t, "work")
 	const n, handlers = 24, 4
 	for i := range n {
 		if err := raw.Send(t.Context(), queues.Outgoing{Body: []byte{byte(i)}}); err != nil {

@@ -28,7 +28,6 @@ import (
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets/localsecrets"
-	"github.com/iac-ci/iac-ci/store/sqlitestore"
 )
 
 // Values the launcher tests look for: the secret and the plain variable must reach no Launch.
@@ -78,14 +77,7 @@ func setupLauncher(t *testing.T, errs ...error) *launchFixture {
 	t.Helper()
 	dir := t.TempDir()
 	db := sqlitedbtest.Open(t, dir)
-	broker, err := sqlitequeue.Open(db, queues.Topology())
-	if err != nil {
-		t.Fatalf("open queues: %v", err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
+	broker, st := sqlitedbtest.Ports(t, db)
 	results, err := broker.Queue(queues.Results)
 	if err != nil {
 		t.Fatalf("results queue: %v", err)

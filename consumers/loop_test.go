@@ -11,7 +11,6 @@ import (
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/queues"
-	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
 
 // deleteCounter counts Delete calls and the receipts they carried.
@@ -34,15 +33,7 @@ func (q *deleteCounter) Delete(ctx context.Context, receipts ...string) error {
 // to come back.
 func TestConsumeDeletesInBatchesAndAllWhenStopping(t *testing.T) {
 	t.Parallel()
-	db := sqlitedbtest.Open(t, "")
-	broker, err := sqlitequeue.Open(db, []queues.Spec{{Name: "work", Visibility: time.Minute}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := broker.Queue("work")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := sqlitedbtest.Queue(t, "work")
 	const n = 25
 	for i := range n {
 		if err := raw.Send(t.Context(), queues.Outgoing{Body: []byte{byte(i)}}); err != nil {

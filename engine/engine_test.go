@@ -32,23 +32,14 @@ func (s *readCounter) GetOrders(ctx context.Context, runID string, nums []int) (
 	return s.Store.GetOrders(ctx, runID, nums)
 }
 
-// Ending an order reads its dependents, and of their dependencies only the others: an order
-// waiting for the one that ended alone is queued (or skipped) without reading it again.
 // openEmbedded opens the embedded queues and store on a new database.
 func openEmbedded(t *testing.T) (*sqlitequeue.Broker, *sqlitestore.Store) {
 	t.Helper()
-	db := sqlitedbtest.Open(t, "")
-	broker, err := sqlitequeue.Open(db, queues.Topology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return broker, st
+	return sqlitedbtest.Ports(t, sqlitedbtest.Open(t, ""))
 }
 
+// Ending an order reads its dependents, and of their dependencies only the others: an order
+// waiting for the one that ended alone is queued (or skipped) without reading it again.
 func TestFinishReadsOnlyTheOtherDependencies(t *testing.T) {
 	broker, inner := openEmbedded(t)
 	st := &readCounter{Store: inner}

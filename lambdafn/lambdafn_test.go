@@ -102,14 +102,7 @@ func setup(t *testing.T) *deployment {
 	for i := range specs {
 		specs[i].Visibility = time.Minute
 	}
-	broker, err := sqlitequeue.Open(db, specs)
-	if err != nil {
-		t.Fatalf("open queues: %v", err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
+	broker, st := sqlitedbtest.Ports(t, db, specs...)
 	keys, err := localsecrets.NewKeys(filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatalf("keys: %v", err)

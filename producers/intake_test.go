@@ -29,7 +29,6 @@ import (
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets/localsecrets"
-	"github.com/iac-ci/iac-ci/store/sqlitestore"
 )
 
 // Values of the local secrets file every intake test reads.
@@ -53,14 +52,7 @@ func setupIntake(t *testing.T) intakeSetup {
 	t.Helper()
 	dir := t.TempDir()
 	db := sqlitedbtest.Open(t, dir)
-	broker, err := sqlitequeue.Open(db, queues.Topology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	broker, st := sqlitedbtest.Ports(t, db)
 	baseURL := func() string { return "http://127.0.0.1:1" }
 	internal, err := folderblobs.New(filepath.Join(dir, "blobs"), "internal", folderblobs.Options{BaseURL: baseURL})
 	if err != nil {

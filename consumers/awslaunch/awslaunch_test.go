@@ -204,13 +204,8 @@ func setup(t *testing.T) *fixture {
 
 	dir := t.TempDir()
 	db := sqlitedbtest.Open(t, dir)
-	if f.broker, err = sqlitequeue.Open(db, queues.Topology()); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlitestore.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var st *sqlitestore.Store
+	f.broker, st = sqlitedbtest.Ports(t, db)
 	results := f.queue(t, queues.Results)
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
