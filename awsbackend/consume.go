@@ -76,27 +76,9 @@ func (c *Consumer) handle(ctx context.Context, m queues.Message, h consumers.Han
 	if c.KeepHidden <= 0 {
 		return h(ctx, m)
 	}
-	hctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(c.KeepHidden / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-t.C:
-				if err := c.Queue.ChangeVisibility(hctx, m.Receipt, c.KeepHidden); err != nil && hctx.Err() == nil {
-					c.Log.WarnContext(ctx, "extend visibility", "queue", c.Queue.Name(), "err", err)
-				}
-			}
-		}
-	}()
-	err := h(ctx, m)
-	cancel()
-	<-done
-	return err
+	stop := consumers.KeepHidden(ctx, c.Queue, m, c.KeepHidden, c.Log)
+	defer stop()
+	return h(ctx, m)
 }
 
 // runPool is Run with c.Handlers messages handled at once; it returns once ctx ends and every

@@ -55,9 +55,9 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// keepHidden extends m's visibility every third of d until the returned stop is called, so a
+// KeepHidden extends m's visibility every third of d until the returned stop is called, so a
 // live consumer's message is never handed to another.
-func keepHidden(ctx context.Context, q queues.Queue, m queues.Message, d time.Duration, log *slog.Logger) (stop func()) {
+func KeepHidden(ctx context.Context, q queues.Queue, m queues.Message, d time.Duration, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

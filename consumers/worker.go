@@ -113,7 +113,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 		return err
 	}
 	crashpoint.Hit("worker.claimed")
-	stop := keepHidden(ctx, w.Queue, m, w.Visibility, w.Engine.Logger())
+	stop := KeepHidden(ctx, w.Queue, m, w.Visibility, w.Engine.Logger())
 	defer stop()
 
 	task, err := PrepareTask(ctx, w.Engine, o, w.WorkRoot, w.BaseEnv)
