@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs/folderblobs"
+	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 )
@@ -52,11 +54,7 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 			body, _ := json.Marshal(job)
 			args := []string{"--webhook-secret", secret, "--visibility", "2s"}
 			first := startServer(t, data, []string{"IAC_CI_CRASH_AT=" + point}, args...)
-			code, ans := first.post("/webhook", body, secret, nil)
-			if code != 202 {
-				t.Fatalf("submit: %d %v", code, ans)
-			}
-			runID := ans["run_id"].(string)
+			runID := submitToCrash(t, first, body)
 			first.waitExit(time.Minute)
 			if !strings.Contains(first.log(), "crashpoint: crashing at "+point) {
 				t.Fatalf("the process ended without reaching %s:\n%s", point, first.log())
@@ -88,6 +86,20 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// submitToCrash posts job to a server that will crash on the way, under a run id chosen here
+// (the envelope's run_id), and returns that id: the crash can come before the server's 202
+// reaches the test, and the run must be found all the same. The caller checks, from the log,
+// that the server reached its crash point, which it does only for an accepted request.
+func submitToCrash(t *testing.T, s *server, job []byte) string {
+	t.Helper()
+	runID := domain.NewRunID(time.Now())
+	body, _ := json.Marshal(map[string]string{"job_parameters_b64": base64.StdEncoding.EncodeToString(job), "run_id": runID})
+	if code, ans, err := s.tryPost("/webhook", body, secret, nil); err == nil && (code != 202 || ans["run_id"] != runID) {
+		t.Fatalf("submit: %d %v", code, ans)
+	}
+	return runID
 }
 
 // requireHistory checks a run's history after a crash: each order has one running event per
@@ -142,12 +154,11 @@ func TestOneDatabaseFolderIsMovedAndItsRunFinishes(t *testing.T) {
 		{"order_name": "b", "timeout": 30, "dependencies": ["a"], "cmds": ["true"]}]}`)
 	args := []string{"--webhook-secret", secret, "--visibility", "2s"}
 	first := startServer(t, data, []string{"IAC_CI_CRASH_AT=worker.claimed"}, args...)
-	code, ans := first.post("/webhook", body, secret, nil)
-	if code != 202 {
-		t.Fatalf("submit: %d %v", code, ans)
-	}
-	runID := ans["run_id"].(string)
+	runID := submitToCrash(t, first, body)
 	first.waitExit(time.Minute)
+	if !strings.Contains(first.log(), "crashpoint: crashing at worker.claimed") {
+		t.Fatalf("the process ended without claiming an order:\n%s", first.log())
+	}
 
 	// Make the folder as the earlier version left it: the tables of queues.db in iac-ci.db.
 	old, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))

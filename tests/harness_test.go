@@ -190,6 +190,16 @@ func (s *server) waitExit(d time.Duration) error {
 // post sends body to path, signed with secret when secret is not empty.
 func (s *server) post(path string, body []byte, secret string, headers map[string]string) (int, map[string]any) {
 	s.t.Helper()
+	code, out, err := s.tryPost(path, body, secret, headers)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return code, out
+}
+
+// tryPost is post returning the request's error, for a server that may die before it answers.
+func (s *server) tryPost(path string, body []byte, secret string, headers map[string]string) (int, map[string]any, error) {
+	s.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
@@ -202,13 +212,13 @@ func (s *server) post(path string, body []byte, secret string, headers map[strin
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	data, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(data, &out)
-	return resp.StatusCode, out
+	return resp.StatusCode, out, nil
 }
 
 // getJSON reads a JSON answer of 200 into v.
