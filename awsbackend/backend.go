@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -46,7 +45,7 @@ func Open(c Config, clients *Clients, serialize bool, calls *Calls) (*Backend, e
 	return &Backend{
 		Config:   c,
 		Clients:  clients,
-		Queues:   &meteredBroker{next: sqsqueue.New(clients.SQS, c.QueuePrefix), poll: serialize, calls: calls},
+		Queues:   sqsqueue.NewWithOptions(clients.SQS, c.QueuePrefix, sqsqueue.Options{ShortPolls: serialize, OnEmptyReceive: calls.emptyReceive}),
 		Store:    dynamostore.New(clients.DynamoDB, c.Tables()),
 		Internal: s3blobs.New(clients.S3, c.InternalBucket),
 		Done:     s3blobs.New(clients.S3, c.DoneBucket),
@@ -138,63 +137,4 @@ func (b *Backend) unreachable(err error) error {
 		where += ", " + EnvEndpoint + "=" + b.Config.Endpoint
 	}
 	return fmt.Errorf("reach AWS (%s; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role): %w", where, err)
-}
-
-// meteredBroker opens queues that count their empty receives and, when poll is set, turn a
-// long poll into short polls.
-type meteredBroker struct {
-	next  queues.Broker
-	poll  bool
-	calls *Calls
-}
-
-func (b *meteredBroker) Queue(name string) (queues.Queue, error) {
-	q, err := b.next.Queue(name)
-	if err != nil {
-		return nil, err
-	}
-	return &meteredQueue{Queue: q, poll: b.poll, calls: b.calls}, nil
-}
-
-type meteredQueue struct {
-	queues.Queue
-	poll  bool
-	calls *Calls
-}
-
-// Pauses between the short polls that stand for one long poll.
-const (
-	firstPollPause = 50 * time.Millisecond
-	maxPollPause   = time.Second
-)
-
-func (q *meteredQueue) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
-	if !q.poll || opts.Wait <= 0 {
-		return q.receive(ctx, opts)
-	}
-	deadline := time.Now().Add(opts.Wait)
-	opts.Wait = 0
-	pause := firstPollPause
-	for {
-		msgs, err := q.receive(ctx, opts)
-		if err != nil || len(msgs) > 0 || !time.Now().Before(deadline) {
-			return msgs, err
-		}
-		t := time.NewTimer(min(pause, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		pause = min(2*pause, maxPollPause)
-	}
-}
-
-func (q *meteredQueue) receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
-	msgs, err := q.Queue.Receive(ctx, opts)
-	if err == nil && len(msgs) == 0 && q.calls != nil {
-		q.calls.emptyReceive()
-	}
-	return msgs, err
 }

@@ -152,7 +152,12 @@ func (c *Calls) presigned(method string) {
 	}
 }
 
-func (c *Calls) emptyReceive() { c.emptyReceives.Add(1) }
+// emptyReceive counts a receive that returned no message; a nil Calls counts nothing.
+func (c *Calls) emptyReceive() {
+	if c != nil {
+		c.emptyReceives.Add(1)
+	}
+}
 
 // CallReport is a snapshot of Calls, as GET /debug/aws-calls answers it.
 type CallReport struct {

@@ -1,7 +1,6 @@
 package awsbackend
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,8 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-
-	"github.com/iac-ci/iac-ci/queues"
 )
 
 // inFlight records the most requests it ever saw at once.
@@ -92,53 +89,6 @@ func TestSerializeLetsOneRequestThroughAtATime(t *testing.T) {
 }
 
 // emptyQueue has no messages until ready is closed, and counts receives.
-type emptyQueue struct {
-	queues.Queue
-	receives atomic.Int64
-	ready    chan struct{}
-}
-
-func (q *emptyQueue) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
-	q.receives.Add(1)
-	if opts.Wait != 0 {
-		return nil, nil // a long poll reached the adapter
-	}
-	select {
-	case <-q.ready:
-		return []queues.Message{{ID: "m"}}, nil
-	default:
-		return nil, nil
-	}
-}
-
-// Serialized, a long poll becomes short polls with a growing pause, and ends with the first
-// message; the empty ones are counted.
-func TestSerializedLongPollBecomesShortPolls(t *testing.T) {
-	t.Parallel()
-	inner := &emptyQueue{ready: make(chan struct{})}
-	calls := &Calls{}
-	q := &meteredQueue{Queue: inner, poll: true, calls: calls}
-	start := time.Now()
-	msgs, err := q.Receive(t.Context(), queues.ReceiveOptions{Wait: 1500 * time.Millisecond})
-	if err != nil || len(msgs) != 0 {
-		t.Fatalf("Receive from an empty queue: got %d messages, %v", len(msgs), err)
-	}
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 3*time.Second {
-		t.Errorf("an empty long poll of 1.5s took %v", took)
-	}
-	// 0, 50, 150, 350, 750 and 1500 ms: six polls, not the hundreds a busy loop would make.
-	if n := inner.receives.Load(); n < 4 || n > 8 {
-		t.Errorf("an empty long poll of 1.5s made %d receives, want about 6", n)
-	}
-	if got := calls.Report().EmptyReceives; got != inner.receives.Load() {
-		t.Errorf("empty receives counted %d, want %d", got, inner.receives.Load())
-	}
-	close(inner.ready)
-	msgs, err = q.Receive(t.Context(), queues.ReceiveOptions{Wait: 20 * time.Second})
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("Receive with a message waiting: got %d messages, %v", len(msgs), err)
-	}
-}
 
 // Presigning makes no request, so it costs nothing; the request made with the URL is counted.
 func TestPresigningIsNotACall(t *testing.T) {

@@ -3,26 +3,16 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/iac-ci/iac-ci/awsbackend"
-	"github.com/iac-ci/iac-ci/consumers"
-	"github.com/iac-ci/iac-ci/consumers/awslaunch"
-	"github.com/iac-ci/iac-ci/domain"
-	"github.com/iac-ci/iac-ci/producers"
-	"github.com/iac-ci/iac-ci/queues"
-	"github.com/iac-ci/iac-ci/sealing"
 )
 
 // envAWSSerialize is the default of serve's --aws-serialize.
@@ -49,11 +39,11 @@ func addAWSServeFlags(fs *flag.FlagSet, getenv Env) *awsServeFlags {
 	}
 }
 
-// serveAWS runs the engine against the AWS resources the IAC_CI_* variables name: the same
-// producers and consumers as embedded, as long-poll loops in this process. Lambda orders run
-// here, as the worker function would run them; codebuild and ssm orders are launched as
-// CodeBuild builds and SSM commands. Results travel the AWS way: a worker PUTs result.json to a
-// presigned URL, S3 notifies the results queue, the orchestrator reads it.
+// serveAWS runs iac-ci against the AWS resources the IAC_CI_* variables name: the same assembly
+// as embedded, its routes as long-poll loops in this process. Lambda orders run here, as the
+// worker function would run them; codebuild and ssm orders are launched as CodeBuild builds and
+// SSM commands. Results travel the AWS way: a worker PUTs result.json to a presigned URL, S3
+// notifies the results queue, the orchestrator reads it.
 func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdout io.Writer) error {
 	serialize := *f.serialize
 	if v := getenv(envAWSSerialize); v != "" && !serialize {
@@ -63,7 +53,7 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 		}
 		serialize = b
 	}
-	if *f.sweepInterval <= 0 {
+	if o.SweepInterval = *f.sweepInterval; o.SweepInterval <= 0 {
 		return usagef("--sweep-interval must be positive, not %s", *f.sweepInterval)
 	}
 	cfg, err := awsbackend.FromEnv(getenv)
@@ -86,145 +76,38 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 	if err != nil {
 		return err
 	}
-	workDir := filepath.Join(o.DataDir, "work")
-	for _, dir := range []string{filepath.Join(workDir, "intake"), filepath.Join(workDir, "orders")} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("scratch folder (--data): %w", err)
-		}
-	}
-	listener, err := net.Listen("tcp", o.Addr)
+	h, err := listen(o)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.Addr, err)
+		return err
 	}
-	s := &System{Opts: o, BaseURL: "http://" + listener.Addr().String(), listener: listener}
-	doneURL := func(runID string) string { return s.PublicBaseURL() + "/done/" + url.PathEscape(runID) }
-	e := b.Engine(o.Log, doneURL)
-	e.Watchers, e.Finishers = o.Watchers, o.Finishers
-	s.Engine = e
-	s.Accepter = b.Accepter(doneURL)
-	s.Intake = b.Intake(e, o.GitBaseURL, filepath.Join(workDir, "intake"))
-	extra := map[string]http.Handler{}
+	defer h.Close()
 	if *f.debugCalls {
-		extra["GET /debug/aws-calls"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.routes = map[string]http.Handler{"GET /debug/aws-calls": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(calls.Report())
-		})
+		})}
 	}
-	s.Server = &producers.Server{Accepter: s.Accepter, Store: b.Store, Done: b.Done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra}
-
+	// Results travel the AWS way, through result.json and the results queue.
+	if err := h.assemble(b.Ports(), o, filepath.Join(o.DataDir, "work"), false); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	flush, err := startAWS(ctx, s, b, *f.sweepInterval, filepath.Join(workDir, "orders"))
-	if err != nil {
-		listener.Close()
+	if err := h.Start(ctx); err != nil {
 		return err
 	}
 	where := "region " + awsCfg.Region
 	if cfg.Endpoint != "" {
 		where += ", endpoint " + cfg.Endpoint
 	}
-	o.Log.Info("iac-ci serving", "url", s.BaseURL, "backend", "aws", "region", awsCfg.Region, "endpoint", cfg.Endpoint,
+	o.Log.Info("iac-ci serving", "url", h.BaseURL, "backend", "aws", "region", awsCfg.Region, "endpoint", cfg.Endpoint,
 		"prefix", cfg.Prefix, "serialize", serialize, "version", Version)
-	fmt.Fprintf(stdout, "iac-ci serving on %s (aws: %s, resources prefixed %s)\n", s.BaseURL, where, cfg.Prefix)
+	fmt.Fprintf(stdout, "iac-ci serving on %s (aws: %s, resources prefixed %s)\n", h.BaseURL, where, cfg.Prefix)
 	<-ctx.Done()
-	s.Wait()
-	flush()
+	h.Wait()
 	r := calls.Report()
 	o.Log.Info("aws calls made", "total", r.Total, "empty_receives", r.EmptyReceives)
 	return nil
-}
-
-// startAWS serves HTTP and starts every consumer of the aws backend until ctx ends.
-// The returned flush deletes the messages handled last; call it once the consumers stopped.
-func startAWS(ctx context.Context, s *System, b *awsbackend.Backend, sweepEvery time.Duration, orderRoot string) (flush func(), err error) {
-	e := s.Engine
-	log := e.Logger()
-	visibility := map[string]time.Duration{}
-	for _, spec := range queues.Topology() {
-		visibility[spec.Name] = spec.Visibility
-	}
-	// Check resolved every queue already; this makes no call. Nothing has started on an error.
-	open := map[string]queues.Queue{}
-	for name := range visibility {
-		q, err := e.Queues.Queue(name)
-		if err != nil {
-			return nil, fmt.Errorf("queue %s: %w", name, err)
-		}
-		open[name] = q
-	}
-
-	for _, run := range s.Opts.Runners {
-		s.go_(func() { run(ctx, s) })
-	}
-	srv := &http.Server{Handler: s.Server.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.go_(func() {
-		if err := srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
-	})
-	s.go_(func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-
-	// Each queue's consumers share a deleter: handled messages are deleted ten to a request.
-	deleters := map[string]*awsbackend.Deleter{}
-	consumer := func(name string, batch int) *awsbackend.Consumer {
-		d := deleters[name]
-		if d == nil {
-			d = awsbackend.NewDeleter(open[name], log)
-			deleters[name] = d
-		}
-		return &awsbackend.Consumer{Queue: open[name], Batch: batch, Deleter: d, Log: log}
-	}
-	consume := func(name string, batch int, h consumers.Handler) {
-		c := consumer(name, batch)
-		s.go_(func() { c.Run(ctx, h) })
-	}
-	// Intake of a large job can outlast the queue's visibility timeout: keep its message hidden.
-	for range 2 {
-		c := consumer(queues.Intake, 1)
-		c.KeepHidden = visibility[queues.Intake]
-		s.go_(func() { c.Run(ctx, s.Intake.Handle) })
-	}
-	consume(queues.Intake+queues.DeadLetterSuffix, queues.MaxBatch, (&producers.IntakeDeadLetters{Intake: s.Intake}).Handle)
-	orch := &consumers.Orchestrator{Engine: e, Queue: open[queues.Results]}
-	for range 2 {
-		consume(queues.Results, queues.MaxBatch, orch.Handle)
-	}
-
-	// Lambda orders run in this process, as the worker function runs them.
-	lambdaQ := queues.Orders(string(domain.TargetLambda))
-	// One receive feeds every idle worker, as a Lambda event source mapping hands the function
-	// batches.
-	w := &consumers.Worker{Engine: e, Queue: open[lambdaQ], Visibility: visibility[lambdaQ],
-		WorkRoot: orderRoot, BaseEnv: consumers.WorkerEnv(), HTTPClient: b.Clients.HTTP, Opener: sealing.NewOpener(openerKeys)}
-	workers := consumer(lambdaQ, queues.MaxBatch)
-	workers.Handlers = max(s.Opts.Workers, 1)
-	s.go_(func() { workers.Run(ctx, w.Handle) })
-	// CodeBuild and SSM orders are launched there; the worker at the target delivers the result.
-	codebuildQ, ssmQ := queues.Orders(string(domain.TargetCodeBuild)), queues.Orders(string(domain.TargetSSM))
-	consume(codebuildQ, queues.MaxBatch, (&consumers.Launcher{Engine: e, Queue: open[codebuildQ],
-		RunKeyParameter: b.Keys.ParameterName,
-		Starter:         &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject}}).Handle)
-	consume(ssmQ, queues.MaxBatch, (&consumers.Launcher{Engine: e, Queue: open[ssmQ],
-		RunKeyParameter: b.Keys.ParameterName, DefaultDocument: b.Config.SSMDocument,
-		Starter: &awslaunch.SSM{Client: b.Clients.SSM}}).Handle)
-	for _, t := range domain.Targets {
-		name := queues.Orders(string(t)) + queues.DeadLetterSuffix
-		dl := &consumers.DeadLetters{Engine: e, Queue: open[name], MaxReceives: queues.MaxReceivesDefault}
-		consume(name, queues.MaxBatch, dl.Handle)
-	}
-	sw := &consumers.Sweeper{Engine: e, Orchestrator: orch, Interval: sweepEvery}
-	s.go_(func() { _ = sw.Run(ctx) })
-	return func() {
-		for _, d := range deleters {
-			d.Flush()
-		}
-	}, nil
 }
 
 // awsSetupCommand is `iac-ci aws-setup`: it creates every AWS resource iac-ci uses, or with

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/vcs"
 	"github.com/iac-ci/iac-ci/vcs/github"
@@ -72,10 +73,10 @@ func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 	o.Watchers = append(o.Watchers, reporter)
 	o.Finishers = append(o.Finishers, reporter)
 	oneRun := g.oneRun
-	o.Runners = append(o.Runners, func(ctx context.Context, s *System) {
+	o.Runners = append(o.Runners, func(ctx context.Context, s *assembly.System) {
 		var statusURL func(string) string
 		if !oneRun {
-			statusURL = func(runID string) string { return s.PublicBaseURL() + "/runs/" + url.PathEscape(runID) }
+			statusURL = func(runID string) string { return s.PublicURL() + "/runs/" + url.PathEscape(runID) }
 		}
 		reporter.Run(ctx, s.Engine.Store, statusURL)
 	})

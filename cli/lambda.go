@@ -5,19 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/awsbackend"
-	"github.com/iac-ci/iac-ci/consumers"
-	"github.com/iac-ci/iac-ci/consumers/awslaunch"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/lambdafn"
-	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/vcs/github"
 )
@@ -56,11 +52,11 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		level = "info"
 	}
 	log := newLogger(stderr, "json", level).With("function", name)
-	pieces, err := lambdaPieces(ctx, name, getenv, log)
+	sys, prefix, err := lambdaSystem(ctx, name, getenv, log)
 	if err != nil {
 		return fmt.Errorf("%s function: %w", name, err)
 	}
-	h, err := lambdafn.New(name, pieces)
+	h, err := lambdafn.New(name, sys, prefix)
 	if err != nil {
 		return err
 	}
@@ -69,61 +65,53 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	return nil
 }
 
-// lambdaPieces builds the engine's parts for one function on the AWS resources the variables
-// name. It makes no AWS call but for the webhook function's secrets; the function's queues are
-// looked up by lambdafn.New.
-func lambdaPieces(ctx context.Context, name string, getenv Env, log *slog.Logger) (lambdafn.Pieces, error) {
+// lambdaSystem assembles iac-ci for one function on the AWS resources the variables name, and
+// returns the queues' name prefix. It makes no AWS call but for the webhook function's secrets;
+// the function's queues are looked up by lambdafn.New.
+func lambdaSystem(ctx context.Context, name string, getenv Env, log *slog.Logger) (*assembly.System, string, error) {
 	cfg, err := awsbackend.FromEnv(getenv)
 	if err != nil {
-		return lambdafn.Pieces{}, err
+		return nil, "", err
 	}
 	awsCfg, err := awsbackend.LoadAWS(ctx)
 	if err != nil {
-		return lambdafn.Pieces{}, err
+		return nil, "", err
 	}
 	b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
 	if err != nil {
-		return lambdafn.Pieces{}, err
+		return nil, "", err
 	}
-	var doneURL func(string) string
+	o := assembly.Options{Log: log, GitBaseURL: getenv(lambdafn.EnvGitBaseURL), ScratchDir: lambdaScratch, Workers: 1}
 	if base := strings.TrimSuffix(getenv(lambdafn.EnvPublicURL), "/"); base != "" {
-		doneURL = func(runID string) string { return base + "/done/" + url.PathEscape(runID) }
+		o.PublicURL = func() string { return base }
 	}
-	e := b.Engine(log, doneURL)
-	p := lambdafn.Pieces{
-		Engine: e, QueuePrefix: cfg.QueuePrefix,
-		Intake:   b.Intake(e, getenv(lambdafn.EnvGitBaseURL), filepath.Join(lambdaScratch, "intake")),
-		WorkRoot: filepath.Join(lambdaScratch, "orders"), BaseEnv: consumers.WorkerEnv(),
-		Starters: map[domain.Target]consumers.Starter{
-			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: cfg.CodeBuildProject},
-			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
-		},
-		RunKeyParameter: b.Keys.ParameterName, SSMDocument: cfg.SSMDocument,
-	}
-	if name != lambdafn.Webhook {
-		return p, nil
-	}
-	secret, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvWebhookSecretLocation)
-	if err != nil {
-		return p, err
-	}
-	if secret == "" {
-		return p, usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
-			"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
-	}
-	p.Server = &producers.Server{Accepter: b.Accepter(doneURL), Store: b.Store, Done: b.Done, Secret: []byte(secret), Log: log}
-	token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
-	if err != nil {
-		return p, err
-	}
-	if token != "" {
-		client, err := github.New(getenv(lambdafn.EnvGitHubAPIURL), token, nil)
+	if name == lambdafn.Webhook {
+		secret, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvWebhookSecretLocation)
 		if err != nil {
-			return p, usagef("%s: %v", lambdafn.EnvGitHubAPIURL, err)
+			return nil, "", err
 		}
-		p.Server.GitHub = jobsFromEvents(client)
+		if secret == "" {
+			return nil, "", usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
+				"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
+		}
+		o.WebhookSecret = []byte(secret)
+		token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
+		if err != nil {
+			return nil, "", err
+		}
+		if token != "" {
+			client, err := github.New(getenv(lambdafn.EnvGitHubAPIURL), token, nil)
+			if err != nil {
+				return nil, "", usagef("%s: %v", lambdafn.EnvGitHubAPIURL, err)
+			}
+			o.GitHub = jobsFromEvents(client)
+		}
 	}
-	return p, nil
+	sys, err := assembly.New(b.Ports(), o)
+	if err != nil {
+		return nil, "", err
+	}
+	return sys, cfg.QueuePrefix, nil
 }
 
 // lambdaSecret reads the secret whose location the variable holds ("" when unset). Errors name

@@ -96,7 +96,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		fmt.Fprintln(stderr, "iac-ci run:", err)
 		return ExitRejected
 	}
-	sys, err := OpenEmbedded(ctx, opts)
+	sys, err := openEmbedded(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "iac-ci run:", err)
 		return ExitError

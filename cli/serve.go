@@ -59,7 +59,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	default:
 		return usagef("--backend must be embedded or aws, not %q", *backend)
 	}
-	sys, err := OpenEmbedded(ctx, opts)
+	sys, err := openEmbedded(ctx, opts)
 	if err != nil {
 		return err
 	}

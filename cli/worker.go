@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/bundle"
@@ -110,13 +108,13 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	if in.logURL != "" {
 		task.LogKey = blobs.LogKey(runID, orderNum, attempt)
 		task.PutLog = func(ctx context.Context, body []byte) error {
-			_, err := transfer(ctx, client, http.MethodPut, in.logURL, body, 0)
+			_, err := consumers.Transfer(ctx, client, http.MethodPut, in.logURL, "text/plain; charset=utf-8", body, 0)
 			return err
 		}
 	}
 	// What cannot be had is left empty: Execute then ends the attempt failed, with a reason, and
 	// the result still goes back, so the run does not wait for the order's timeout.
-	task.Bundle, err = transfer(ctx, client, http.MethodGet, in.bundleURL, nil, bundle.DefaultLimits.MaxTotalBytes)
+	task.Bundle, err = consumers.Transfer(ctx, client, http.MethodGet, in.bundleURL, "", nil, bundle.DefaultLimits.MaxTotalBytes)
 	if err != nil {
 		log.ErrorContext(ctx, "download the bundle", "err", err)
 	}
@@ -236,62 +234,4 @@ func (in *workerInputs) runKey(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("run key: %w", err)
 	}
 	return strings.TrimSpace(key), nil
-}
-
-// transfer makes one GET or PUT of a presigned URL, retrying for up to two minutes on network
-// errors and on 408, 429 and 5xx answers, and returns a GET's body (at most limit bytes). No
-// error holds the URL, which is a credential.
-func transfer(ctx context.Context, client *http.Client, method, target string, body []byte, limit int64) ([]byte, error) {
-	var got []byte
-	op := func() error {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, target, rd)
-		if err != nil {
-			return backoff.Permanent(fmt.Errorf("%s: the URL is not valid", method))
-		}
-		if method == http.MethodPut {
-			req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err // without the URL
-			}
-			return fmt.Errorf("%s: %w", method, err)
-		}
-		defer resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			return fmt.Errorf("%s: answered %s", method, resp.Status)
-		case resp.StatusCode >= 300:
-			hint := ""
-			if resp.StatusCode == http.StatusForbidden {
-				hint = " (the URL may have expired)"
-			}
-			return backoff.Permanent(fmt.Errorf("%s: answered %s%s", method, resp.Status, hint))
-		}
-		if method != http.MethodGet {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			return nil
-		}
-		got, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		if err != nil {
-			return fmt.Errorf("%s: read the body: %w", method, err)
-		}
-		if int64(len(got)) > limit {
-			return backoff.Permanent(fmt.Errorf("%s: the body is larger than %d bytes", method, limit))
-		}
-		return nil
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 200 * time.Millisecond
-	b.MaxElapsedTime = 2 * time.Minute
-	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
-		return nil, err
-	}
-	return got, nil
 }

@@ -17,20 +17,14 @@ import (
 // the run must still end.
 type DeadLetters struct {
 	Engine      *engine.Engine
-	Queue       queues.Queue // an orders-*-dlq
 	MaxReceives int
-}
-
-// Run consumes the dead-letter queue until ctx ends.
-func (d *DeadLetters) Run(ctx context.Context) error {
-	return Consume(ctx, d.Queue, queues.MaxBatch, d.Engine.Logger(), d.Handle)
 }
 
 // Handle fails the order a dead message names, if it has not ended.
 func (d *DeadLetters) Handle(ctx context.Context, m queues.Message) error {
 	var msg domain.OrderMessage
 	if err := json.Unmarshal(m.Body, &msg); err != nil {
-		d.Engine.Logger().WarnContext(ctx, "dropping malformed dead letter", "queue", d.Queue.Name(), "err", err)
+		d.Engine.Logger().WarnContext(ctx, "dropping malformed dead letter", "err", err)
 		return nil
 	}
 	o, err := d.Engine.Store.GetOrder(ctx, msg.RunID, msg.OrderNum)

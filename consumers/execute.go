@@ -1,7 +1,6 @@
 package consumers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/domain"
@@ -66,7 +63,7 @@ type Task struct {
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
 	// Deliver, when set, hands the result over instead of PUTting result.json to CallbackURL:
-	// a worker in the orchestrator's own process records it there (Orchestrator.RecordClaimed).
+	// a worker in the orchestrator's own process records it there (Orchestrator.RecordOwn).
 	Deliver func(ctx context.Context, res domain.Result) error
 	// DeliverAfterCancel, when positive, still delivers the result (and log) for that long once
 	// ctx ends: a CodeBuild build or an instance being stopped reports why the order failed
@@ -321,47 +318,16 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// deliver PUTs result.json to the callback URL, retrying with exponential backoff for up to two
-// minutes on network errors and on 408, 429 and 5xx answers.
+// deliver PUTs result.json to the callback URL (Transfer).
 func deliver(ctx context.Context, t Task, res domain.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
 		return err
 	}
-	client := t.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+	if _, err := Transfer(ctx, t.HTTPClient, http.MethodPut, t.CallbackURL, "application/json", body, 0); err != nil {
+		return fmt.Errorf("deliver result: %w", err)
 	}
-	op := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, t.CallbackURL, bytes.NewReader(body))
-		if err != nil {
-			return backoff.Permanent(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return errors.New("deliver result: request failed") // the error text would hold the URL
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode < 300:
-			return nil
-		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			return fmt.Errorf("deliver result: %s", resp.Status)
-		}
-		return backoff.Permanent(fmt.Errorf("deliver result: refused with %s", resp.Status))
-	}
-	return retryResult(ctx, op)
-}
-
-// retryResult runs op until it succeeds, fails permanently or ctx ends, with exponential
-// backoff for up to two minutes: how a worker hands over a result, over HTTP or in process.
-func retryResult(ctx context.Context, op backoff.Operation) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxElapsedTime = 2 * time.Minute
-	return backoff.Retry(op, backoff.WithContext(b, ctx))
+	return nil
 }
 
 // boundedLog keeps the last max bytes written to it, so a command that prints without end

@@ -90,7 +90,6 @@ var ErrLaunchRefused = errors.New("launch refused")
 // back (a new attempt, with new URLs); a refused launch ends the order failed, with the reason.
 type Launcher struct {
 	Engine  *engine.Engine
-	Queue   queues.Queue
 	Starter Starter
 	// RunKeyParameter names the parameter of a run's key (awssecrets.Keys.ParameterName); nil
 	// when workers get the key some other way.
@@ -101,20 +100,15 @@ type Launcher struct {
 	DefaultDocument string
 }
 
-// Run takes messages until ctx ends. A launch is quick, so one Launcher per queue keeps up.
-func (l *Launcher) Run(ctx context.Context) error {
-	return Consume(ctx, l.Queue, queues.MaxBatch, l.Engine.Logger(), l.Handle)
-}
-
 // Handle launches the order a message names, if it is still to be run.
 func (l *Launcher) Handle(ctx context.Context, m queues.Message) error {
 	e := l.Engine
 	var msg domain.OrderMessage
 	if err := json.Unmarshal(m.Body, &msg); err != nil {
-		e.Logger().WarnContext(ctx, "dropping malformed order message", "queue", l.Queue.Name(), "err", err)
+		e.Logger().WarnContext(ctx, "dropping malformed order message", "err", err)
 		return nil
 	}
-	o, ok, err := Claim(ctx, e, msg, m.ReceiveCount)
+	o, ok, err := e.Claim(ctx, msg, m.ReceiveCount)
 	if err != nil || !ok {
 		return err
 	}

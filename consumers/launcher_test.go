@@ -117,7 +117,7 @@ func setupLauncher(t *testing.T, errs ...error) *launchFixture {
 		starter: &recordingStarter{errs: errs},
 	}
 	f.launcher = func(target domain.Target) *consumers.Launcher {
-		return &consumers.Launcher{Engine: e, Queue: f.queue(t, target), Starter: f.starter,
+		return &consumers.Launcher{Engine: e, Starter: f.starter,
 			RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }}
 	}
 	return f

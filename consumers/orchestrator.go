@@ -18,14 +18,12 @@ import (
 // a result.json; the orchestrator reads the result, ends its order with one conditional move,
 // wakes the orders that depended on it and finalizes the run when it was the last. It reads only
 // the order, its dependents and their dependencies, never the whole run.
+//
+// A result reaches it one of three ways: a results-queue message (Handle), a result.json found
+// stored by the sweeper (RecordObject), or handed over in process by a worker of this process
+// that claimed the order (RecordOwn).
 type Orchestrator struct {
 	Engine *engine.Engine
-	Queue  queues.Queue
-}
-
-// Run consumes the results queue until ctx ends.
-func (o *Orchestrator) Run(ctx context.Context) error {
-	return Consume(ctx, o.Queue, queues.MaxBatch, o.Engine.Logger(), o.Handle)
 }
 
 // Handle handles one results-queue message.
@@ -39,28 +37,23 @@ func (o *Orchestrator) Handle(ctx context.Context, m queues.Message) error {
 		if !blobs.IsResultKey(ref.Key) {
 			continue
 		}
-		if err := o.HandleKey(ctx, ref.Key); err != nil {
+		data, err := o.Engine.Blobs.Get(ctx, ref.Key)
+		if errors.Is(err, blobs.ErrNotFound) {
+			o.Engine.Logger().WarnContext(ctx, "result notified but not stored", "key", ref.Key)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read result: %w", err)
+		}
+		if err := o.RecordObject(ctx, ref.Key, data); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// HandleKey reads the result stored under key and records it.
-func (o *Orchestrator) HandleKey(ctx context.Context, key string) error {
-	data, err := o.Engine.Blobs.Get(ctx, key)
-	if errors.Is(err, blobs.ErrNotFound) {
-		o.Engine.Logger().WarnContext(ctx, "result notified but not stored", "key", key)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read result: %w", err)
-	}
-	return o.RecordStored(ctx, key, data)
-}
-
-// RecordStored records the result data stored under key.
-func (o *Orchestrator) RecordStored(ctx context.Context, key string, data []byte) error {
+// RecordObject records the result.json data stored under key.
+func (o *Orchestrator) RecordObject(ctx context.Context, key string, data []byte) error {
 	runID, num, attempt, err := blobs.ParseResultKey(key)
 	if err != nil {
 		return nil
@@ -86,13 +79,13 @@ func (o *Orchestrator) Record(ctx context.Context, r domain.Result) error {
 	return o.record(ctx, rec, r)
 }
 
-// RecordClaimed records a result of the attempt claimed is, as Record does, without reading
+// RecordOwn records a result of the attempt claimed is, as Record does, without reading
 // the order again: for a worker of this process that claimed it (Claim returned claimed). The
 // end is still a conditional move from running at that attempt, so a result that comes after
 // the sweeper timed the attempt out, or after another worker took the order over, changes
 // nothing. It retries the store's errors with backoff for up to two minutes, as a worker retries
 // delivering result.json.
-func (o *Orchestrator) RecordClaimed(ctx context.Context, claimed domain.OrderRecord, r domain.Result) error {
+func (o *Orchestrator) RecordOwn(ctx context.Context, claimed domain.OrderRecord, r domain.Result) error {
 	return retryResult(ctx, func() error { return o.record(ctx, claimed, r) })
 }
 

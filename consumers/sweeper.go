@@ -9,7 +9,6 @@ import (
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
-	"github.com/iac-ci/iac-ci/store"
 )
 
 // Sweeper finishes what crashes and lost messages leave behind. On AWS it runs every minute
@@ -78,23 +77,14 @@ func (s *Sweeper) sweepOrder(ctx context.Context, o domain.OrderRecord) error {
 	e := s.Engine
 	switch o.Status {
 	case domain.OrderWaiting:
-		if err := e.Wake(ctx, o); err != nil {
-			return err
-		}
-		_, err := e.Store.UpdateOrder(ctx, store.OrderChange{RunID: o.RunID, OrderNum: o.OrderNum,
-			From: []domain.OrderStatus{domain.OrderWaiting}, Attempt: store.AnyAttempt, To: domain.OrderWaiting,
-			DueAt: e.Time().Add(e.WaitRecheckPeriod())})
-		if errors.Is(err, store.ErrConflict) {
-			return nil // Wake moved it
-		}
-		return err
+		return e.RecheckWaiting(ctx, o)
 	case domain.OrderQueued:
 		e.Logger().InfoContext(ctx, "re-sending order stuck in queued", "run_id", o.RunID, "order", o.OrderName)
 		return e.Resend(ctx, o)
 	case domain.OrderRunning:
 		key := blobs.ResultKey(o.RunID, o.OrderNum, o.Attempt)
 		if data, err := e.Blobs.Get(ctx, key); err == nil {
-			return s.Orchestrator.RecordStored(ctx, key, data)
+			return s.Orchestrator.RecordObject(ctx, key, data)
 		} else if !errors.Is(err, blobs.ErrNotFound) {
 			return fmt.Errorf("look for result: %w", err)
 		}

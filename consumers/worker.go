@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/domain"
@@ -15,26 +14,22 @@ import (
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
-	"github.com/iac-ci/iac-ci/store"
 )
 
 // Worker takes order messages off one target's queue and runs each order in a local process,
 // as the embedded engine does for every target and the worker Lambda function does for lambda
-// orders.
+// orders. The host keeps its message hidden while the order runs (Loop.KeepHidden), so only a
+// dead worker's message comes back.
 type Worker struct {
-	Engine *engine.Engine
-	Queue  queues.Queue
-	// Visibility is how long a claimed message stays hidden; the worker extends it every third of
-	// that while the order runs, so only a dead worker's message comes back.
-	Visibility time.Duration
-	WorkRoot   string
+	Engine   *engine.Engine
+	WorkRoot string
 	// Dirs, when set, hands out the orders' working directories (under its own Root, in place
 	// of WorkRoot): share one among the Workers of a process.
 	Dirs    *WorkDirs
 	BaseEnv []string
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
-	// Recorder, when set, records each result in this process (Orchestrator.RecordClaimed)
+	// Recorder, when set, records each result in this process (Orchestrator.RecordOwn)
 	// instead of PUTting result.json to its presigned URL for the results queue to carry to an
 	// orchestrator: set it when the Worker runs beside the orchestrator, as embedded.
 	Recorder *Orchestrator
@@ -44,77 +39,18 @@ type Worker struct {
 	Opener *sealing.Opener
 }
 
-// Run takes one message at a time until ctx ends; run several Workers for concurrency.
-func (w *Worker) Run(ctx context.Context) error {
-	return Consume(ctx, w.Queue, 1, w.Engine.Logger(), w.Handle)
-}
-
-// Claim moves an order to running under a new attempt. An order is claimed from queued, or from
-// running when its message comes back (received before): the previous holder stopped extending
-// the message's visibility, so it died, and the attempt it held is abandoned. It returns the
-// claimed record, or ok false when the message has nothing to do (a duplicate, a stale copy, an
-// ended order).
-//
-// A first delivery costs one conditional write, which returns the record it claimed: the
-// message carries the order's timeout, from which the claim sets the order's deadline. A
-// redelivery reads the order first, to write the abandoned attempt's history with the claim.
-func Claim(ctx context.Context, e *engine.Engine, msg domain.OrderMessage, receiveCount int) (domain.OrderRecord, bool, error) {
-	var (
-		prev   domain.OrderRecord
-		change = store.OrderChange{
-			RunID: msg.RunID, OrderNum: msg.OrderNum, From: []domain.OrderStatus{domain.OrderQueued},
-			Attempt: store.AnyAttempt, To: domain.OrderRunning, NextAttempt: true, ReturnOrder: true,
-		}
-		timeout = msg.Timeout
-	)
-	if receiveCount > 1 || timeout <= 0 {
-		var err error
-		prev, err = e.Store.GetOrder(ctx, msg.RunID, msg.OrderNum)
-		if errors.Is(err, store.ErrNotFound) {
-			return prev, false, nil
-		}
-		if err != nil {
-			return prev, false, fmt.Errorf("read order: %w", err)
-		}
-		switch {
-		case prev.Status == domain.OrderQueued:
-		case prev.Status == domain.OrderRunning && receiveCount > 1:
-			change.Events = []domain.Event{engine.RunningEvent(prev)}
-			change.Events[0].Details += " abandoned: its worker stopped answering"
-		default:
-			return prev, false, nil
-		}
-		change.From, change.Attempt, timeout = []domain.OrderStatus{prev.Status}, prev.Attempt, prev.Timeout
-	}
-	now := e.Time()
-	change.StartedAt, change.DueAt = now, now.Add(time.Duration(timeout)*time.Second+e.GracePeriod())
-	moved, err := e.Store.UpdateOrder(ctx, change)
-	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-		return prev, false, nil
-	}
-	if err != nil {
-		return prev, false, fmt.Errorf("claim order: %w", err)
-	}
-	o := moved.Order
-	e.Logger().InfoContext(ctx, "order claimed", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName, "attempt", o.Attempt)
-	e.Changed(o.RunID)
-	return o, true, nil
-}
-
 // Handle runs the order a message names, if it is still to be run.
 func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	var msg domain.OrderMessage
 	if err := json.Unmarshal(m.Body, &msg); err != nil {
-		w.Engine.Logger().WarnContext(ctx, "dropping malformed order message", "queue", w.Queue.Name(), "err", err)
+		w.Engine.Logger().WarnContext(ctx, "dropping malformed order message", "err", err)
 		return nil
 	}
-	o, ok, err := Claim(ctx, w.Engine, msg, m.ReceiveCount)
+	o, ok, err := w.Engine.Claim(ctx, msg, m.ReceiveCount)
 	if err != nil || !ok {
 		return err
 	}
 	crashpoint.Hit("worker.claimed")
-	stop := KeepHidden(ctx, w.Queue, m, w.Visibility, w.Engine.Logger())
-	defer stop()
 
 	task, err := PrepareTask(ctx, w.Engine, o, w.WorkRoot, w.BaseEnv)
 	if err != nil {
@@ -122,7 +58,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	}
 	task.HTTPClient, task.Opener, task.Dirs = w.HTTPClient, w.Opener, w.Dirs
 	if w.Recorder != nil {
-		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordClaimed(ctx, o, r) }
+		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordOwn(ctx, o, r) }
 	}
 	if _, err := Execute(ctx, task); err != nil {
 		return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)

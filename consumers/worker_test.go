@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/consumers"
@@ -20,9 +19,8 @@ func TestWorkerWithRecorderEndsOrdersInProcess(t *testing.T) {
 	t.Parallel()
 	f := setupLauncher(t)
 	e := f.engine
-	orch := &consumers.Orchestrator{Engine: e, Queue: f.queueNamed(t, queues.Results)}
-	w := &consumers.Worker{Engine: e, Queue: f.queue(t, domain.TargetLambda), Visibility: time.Minute,
-		WorkRoot: t.TempDir(), Recorder: orch}
+	orch := &consumers.Orchestrator{Engine: e}
+	w := &consumers.Worker{Engine: e, WorkRoot: t.TempDir(), Recorder: orch}
 	first := domain.Order{OrderName: "first", Cmds: []string{"echo secret=$DB_PASSWORD"}, Timeout: 60,
 		ExecutionTarget: domain.TargetLambda, SSMPaths: []string{launchSecretPath}}
 	second := domain.Order{OrderName: "second", Cmds: []string{"exit 3"}, Timeout: 60,
@@ -66,38 +64,38 @@ func TestWorkerWithRecorderEndsOrdersInProcess(t *testing.T) {
 	}
 }
 
-// TestRecordClaimedIgnoresAnotherAttempt: a result of an attempt the order no longer runs (the
+// TestRecordOwnIgnoresAnotherAttempt: a result of an attempt the order no longer runs (the
 // sweeper timed it out, or another worker took it over) changes nothing.
-func TestRecordClaimedIgnoresAnotherAttempt(t *testing.T) {
+func TestRecordOwnIgnoresAnotherAttempt(t *testing.T) {
 	t.Parallel()
 	f := setupLauncher(t)
 	e := f.engine
-	orch := &consumers.Orchestrator{Engine: e, Queue: f.queueNamed(t, queues.Results)}
+	orch := &consumers.Orchestrator{Engine: e}
 	runID := f.submit(t, domain.Order{OrderName: "only", Cmds: []string{"true"}, Timeout: 60, ExecutionTarget: domain.TargetLambda})
 	msg := f.receive(t, domain.TargetLambda, 1)[0]
 	var om domain.OrderMessage
 	if err := json.Unmarshal(msg.Body, &om); err != nil {
 		t.Fatal(err)
 	}
-	claimed, ok, err := consumers.Claim(t.Context(), e, om, 1)
+	claimed, ok, err := e.Claim(t.Context(), om, 1)
 	if err != nil || !ok {
 		t.Fatalf("Claim: %v %v", ok, err)
 	}
 	// The message came back to another worker, which took the order over as attempt 2.
-	retaken, ok, err := consumers.Claim(t.Context(), e, om, 2)
+	retaken, ok, err := e.Claim(t.Context(), om, 2)
 	if err != nil || !ok || retaken.Attempt != 2 {
 		t.Fatalf("second Claim: %v %v attempt %d", ok, err, retaken.Attempt)
 	}
 	late := domain.Result{RunID: runID, OrderNum: 1, Attempt: claimed.Attempt, Status: domain.OrderSucceeded}
-	if err := orch.RecordClaimed(t.Context(), claimed, late); err != nil {
-		t.Fatalf("RecordClaimed: %v", err)
+	if err := orch.RecordOwn(t.Context(), claimed, late); err != nil {
+		t.Fatalf("RecordOwn: %v", err)
 	}
 	if o := f.order(t, runID, 1); o.Status != domain.OrderRunning || o.Attempt != 2 {
 		t.Fatalf("after the first attempt's result: %s attempt %d, want running attempt 2", o.Status, o.Attempt)
 	}
 	current := domain.Result{RunID: runID, OrderNum: 1, Attempt: 2, Status: domain.OrderSucceeded}
-	if err := orch.RecordClaimed(t.Context(), retaken, current); err != nil {
-		t.Fatalf("RecordClaimed: %v", err)
+	if err := orch.RecordOwn(t.Context(), retaken, current); err != nil {
+		t.Fatalf("RecordOwn: %v", err)
 	}
 	if o := f.order(t, runID, 1); o.Status != domain.OrderSucceeded || o.Attempt != 2 {
 		t.Fatalf("after the second attempt's result: %s attempt %d, want succeeded attempt 2", o.Status, o.Attempt)

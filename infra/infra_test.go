@@ -21,16 +21,16 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/awsbackend"
+	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/consumers/awslaunch"
 	"github.com/iac-ci/iac-ci/domain"
-	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb/sqlitedbtest"
 	"github.com/iac-ci/iac-ci/lambdafn"
-	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
-	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
+	"github.com/iac-ci/iac-ci/secrets/localsecrets"
 )
 
 // stack is one Terraform folder, read.
@@ -375,15 +375,20 @@ func TestDeployTellsTheFunctionsEveryName(t *testing.T) {
 func served(t *testing.T) map[string][]string {
 	t.Helper()
 	db := sqlitedbtest.Open(t, "")
-	broker, err := sqlitequeue.Open(db, queues.Topology())
+	broker, st := sqlitedbtest.Ports(t, db, queues.Topology()...)
+	bucket, err := folderblobs.New(t.TempDir(), "internal", folderblobs.Options{})
 	if err != nil {
-		t.Fatalf("queues: %v", err)
+		t.Fatalf("bucket: %v", err)
 	}
-	e := &engine.Engine{Queues: broker}
-	p := lambdafn.Pieces{Engine: e, QueuePrefix: "p-", WorkRoot: t.TempDir(),
-		Intake:   &producers.Intake{Engine: e, WorkDir: t.TempDir()},
-		Server:   &producers.Server{},
-		Starters: map[domain.Target]consumers.Starter{domain.TargetCodeBuild: &awslaunch.CodeBuild{}, domain.TargetSSM: &awslaunch.SSM{}},
+	keys, err := localsecrets.NewKeys(t.TempDir())
+	if err != nil {
+		t.Fatalf("keys: %v", err)
+	}
+	sys, err := assembly.New(assembly.Ports{Store: st, Queues: broker, Internal: bucket, Done: bucket, Keys: keys,
+		Starters: map[domain.Target]consumers.Starter{domain.TargetCodeBuild: &awslaunch.CodeBuild{}, domain.TargetSSM: &awslaunch.SSM{}}},
+		assembly.Options{ScratchDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("assemble: %v", err)
 	}
 	var ev events.SQSEvent
 	for _, spec := range queues.Topology() {
@@ -393,7 +398,7 @@ func served(t *testing.T) map[string][]string {
 	payload, _ := json.Marshal(ev)
 	out := map[string][]string{}
 	for _, name := range lambdafn.Names {
-		h, err := lambdafn.New(name, p)
+		h, err := lambdafn.New(name, sys, "p-")
 		if err != nil {
 			t.Fatalf("function %s: %v", name, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/consumers"
@@ -83,7 +84,7 @@ func (s *starter) Start(_ context.Context, l consumers.Launch) (string, error) {
 
 // deployment is one iac-ci on the embedded adapters, wired as the Lambda functions are.
 type deployment struct {
-	pieces lambdafn.Pieces
+	sys    *assembly.System
 	builds *starter
 	broker *sqlitequeue.Broker
 	store  *sqlitestore.Store
@@ -128,27 +129,29 @@ func setup(t *testing.T) *deployment {
 	t.Cleanup(srv.Close)
 
 	d := &deployment{broker: broker, store: st, done: done, builds: &starter{}, retried: map[string][]string{}}
-	e := &engine.Engine{Store: st, Queues: broker, Blobs: internal, Done: done, Keys: keys, Log: log}
-	e.Now = func() time.Time {
+	// Wired as `iac-ci lambda` wires the functions, on the embedded adapters: lambda orders run
+	// in the worker function, codebuild orders are launched.
+	sys, err := assembly.New(assembly.Ports{Store: st, Queues: broker, Internal: internal, Done: done, Keys: keys,
+		Secrets: &localsecrets.Source{}, Starters: map[domain.Target]consumers.Starter{domain.TargetCodeBuild: d.builds},
+		RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }},
+		assembly.Options{Log: log, WebhookSecret: []byte(secret), ScratchDir: dir, Workers: 1})
+	if err != nil {
+		t.Fatalf("assemble: %v", err)
+	}
+	sys.Engine.Now = func() time.Time {
 		if !d.now.IsZero() {
 			return d.now
 		}
 		return time.Now()
 	}
-	intake := &producers.Intake{Engine: e, Secrets: &localsecrets.Source{}, WorkDir: filepath.Join(dir, "intake")}
-	accepter := &producers.Accepter{Blobs: internal, Queues: broker}
-	server := &producers.Server{Accepter: accepter, Store: st, Done: done, Secret: []byte(secret), Log: log}
-	d.pieces = lambdafn.Pieces{Engine: e, Server: server, Intake: intake, QueuePrefix: prefix,
-		WorkRoot: filepath.Join(dir, "work"), BaseEnv: []string{"PATH=" + os.Getenv("PATH")},
-		Starters:        map[domain.Target]consumers.Starter{domain.TargetCodeBuild: d.builds},
-		RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }}
+	d.sys = sys
 	return d
 }
 
 // function builds a function's handler as `iac-ci lambda` does.
 func (d *deployment) function(t *testing.T, name string) lambda.Handler {
 	t.Helper()
-	h, err := lambdafn.New(name, d.pieces)
+	h, err := lambdafn.New(name, d.sys, prefix)
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}
@@ -443,7 +446,7 @@ func TestBatchListsExactlyTheRecordsWhoseHandlerFailed(t *testing.T) {
 		t.Fatalf("receive: got %d messages (%v), want 2", len(msgs), err)
 	}
 	// A third request whose stored body is unreadable makes intake fail on its record alone.
-	if err := d.pieces.Engine.Blobs.Put(t.Context(), blobs.RequestKey("broken"), []byte("{not json")); err != nil {
+	if err := d.sys.Engine.Blobs.Put(t.Context(), blobs.RequestKey("broken"), []byte("{not json")); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 	broken, _ := json.Marshal(domain.IntakeMessage{RunID: "broken", TraceID: "0123abcd", RequestKey: blobs.RequestKey("broken")})
@@ -657,17 +660,17 @@ func TestSweeperRunsOnePassPerEvent(t *testing.T) {
 func TestNewRefusesUnknownFunctions(t *testing.T) {
 	t.Parallel()
 	d := setup(t)
-	_, err := lambdafn.New("launcher-of-rockets", d.pieces)
+	_, err := lambdafn.New("launcher-of-rockets", d.sys, prefix)
 	if !errors.Is(err, lambdafn.ErrUnknownFunction) {
 		t.Fatalf("New(unknown): got %v, want ErrUnknownFunction", err)
 	}
 	for _, name := range lambdafn.Names {
-		if _, err := lambdafn.New(name, d.pieces); err != nil {
+		if _, err := lambdafn.New(name, d.sys, prefix); err != nil {
 			t.Fatalf("New(%s): %v", name, err)
 		}
 	}
-	if _, err := lambdafn.New(lambdafn.Webhook, lambdafn.Pieces{Engine: d.pieces.Engine}); err == nil {
-		t.Fatalf("New(webhook) without a server: got nil error, want one")
+	if _, err := lambdafn.New(lambdafn.Webhook, nil, prefix); err == nil {
+		t.Fatalf("New(webhook) with nothing assembled: got nil error, want one")
 	}
 }
 

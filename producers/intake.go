@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"time"
 
 	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
@@ -125,26 +124,9 @@ func (in *Intake) Process(ctx context.Context, req domain.Request) error {
 		return err
 	}
 	crashpoint.Hit("intake.enqueued")
-	now := e.Time()
-	events := []domain.Event{
-		{TraceID: run.TraceID, RunID: run.RunID, Epoch: run.CreatedAt.UnixNano(), Type: domain.EventRunAccepted,
-			Status: string(domain.RunAccepted), Details: req.Source, Time: run.CreatedAt},
-		{TraceID: run.TraceID, RunID: run.RunID, Epoch: now.UnixNano(), Type: domain.EventRunStarted,
-			Status: string(domain.RunRunning), Time: now},
+	if err := e.StartRun(ctx, run, req.Source); err != nil {
+		return err
 	}
-	err = e.Store.UpdateRun(ctx, store.RunChange{RunID: run.RunID, From: []domain.RunStatus{domain.RunAccepted},
-		To: domain.RunRunning, Events: events})
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		// Its orders all ended (and finalized it) before this move: the history still gets the
-		// run's start.
-		if err := e.Store.AppendEvents(ctx, events...); err != nil {
-			log.WarnContext(ctx, "write run events", "err", err)
-		}
-	case err != nil:
-		return fmt.Errorf("start run: %w", err)
-	}
-	e.Changed(run.RunID)
 	if run.Open > 0 {
 		// Orders are open: the last of them to end finalizes the run.
 		return nil
@@ -210,37 +192,9 @@ func (in *Intake) create(ctx context.Context, req domain.Request) (domain.Run, [
 	}
 	crashpoint.Hit("intake.bundled")
 
-	now := e.Time()
-	run := domain.Run{
-		RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Username: job.Username, GitRepo: job.GitRepo,
-		PRNumber: job.PRNumber, IssueNumber: job.IssueNumber, CommitHash: job.CommitHash, CommentTag: job.PRCommentSearchTag,
-		Source: req.Source, Status: domain.RunAccepted, OrderCount: len(records), Open: len(records),
-		CreatedAt: now, Deadline: now.Add(secondsOf(job.JobTimeout)), PresignExpiry: job.PresignExpiry, DoneEndpoint: req.DoneEndpoint,
-	}
-	if run.CommentTag == "" {
-		run.CommentTag = "iac-ci-" + req.TraceID
-	}
-	for i := range records {
-		records[i].DueAt = now.Add(e.WaitRecheckPeriod())
-		if reasons[i] == "" {
-			continue
-		}
-		code := -1
-		records[i].Status, records[i].Reason, records[i].ExitCode, records[i].FinishedAt = domain.OrderFailed, reasons[i], &code, now
-		records[i].DueAt = time.Time{}
-		run.Open--
-		if records[i].MustSucceed {
-			run.Failed++
-		}
-	}
-	// The orders that wait for nothing are inserted queued, with the events of that move, so
-	// that queueing them costs no write of its own: Process then only sends their messages.
-	queuedEvents := e.QueueFirst(records, now)
-	// Inserting a run that exists changes nothing: a second intake of the request racing this
-	// one leaves the stored run as the first made it, and every move from here on is
-	// conditional on the stored state.
-	if err := e.Store.CreateRun(ctx, run, records, queuedEvents...); err != nil {
-		return domain.Run{}, nil, fmt.Errorf("insert run: %w", err)
+	run := e.NewRun(req, records, reasons, e.Time())
+	if err := e.CreateRun(ctx, run, records); err != nil {
+		return domain.Run{}, nil, err
 	}
 	return run, records, nil
 }
@@ -414,8 +368,6 @@ func (w *bundleWriter) flush(ctx context.Context) error {
 	return nil
 }
 
-func secondsOf(n int) time.Duration { return time.Duration(n) * time.Second }
-
 // IntakeDeadLetters ends the runs whose intake kept failing: an accepted request must still reach
 // a terminal state, so its run is made (if it was not) with every order failed, or, when intake
 // inserted it but never started it, its orders not yet claimed are failed; then it is finalized.
@@ -448,19 +400,11 @@ func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 		if perr != nil {
 			return fmt.Errorf("plan run: %w", perr)
 		}
-		now := e.Time()
-		run := domain.Run{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Username: req.Job.Username,
-			GitRepo: req.Job.GitRepo, PRNumber: req.Job.PRNumber, IssueNumber: req.Job.IssueNumber, Source: req.Source,
-			Status: domain.RunAccepted, OrderCount: len(records), CreatedAt: now, Deadline: now,
-			PresignExpiry: req.Job.PresignExpiry, DoneEndpoint: req.DoneEndpoint, CommentTag: "iac-ci-" + req.TraceID}
-		code := -1
-		for i := range records {
-			records[i].Status, records[i].Reason, records[i].ExitCode, records[i].FinishedAt = domain.OrderFailed, reason, &code, now
-			if records[i].MustSucceed {
-				run.Failed++
-			}
+		reasons := make([]string, len(records))
+		for i := range reasons {
+			reasons[i] = reason
 		}
-		if err := e.Store.CreateRun(ctx, run, records); err != nil {
+		if err := e.CreateRun(ctx, e.NewRun(req, records, reasons, e.Time()), records); err != nil {
 			return fmt.Errorf("insert failed run: %w", err)
 		}
 	} else if err != nil {

@@ -248,12 +248,16 @@ func (f *fixture) start(t *testing.T, target domain.Target, starter consumers.St
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	var wg sync.WaitGroup
-	l := &consumers.Launcher{Engine: f.engine, Queue: f.queue(t, queues.Orders(string(target))), Starter: starter,
-		RunKeyParameter: f.keys.ParameterName}
-	o := &consumers.Orchestrator{Engine: f.engine, Queue: f.queue(t, queues.Results)}
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = l.Run(ctx) }()
-	go func() { defer wg.Done(); _ = o.Run(ctx) }()
+	l := &consumers.Launcher{Engine: f.engine, Starter: starter, RunKeyParameter: f.keys.ParameterName}
+	o := &consumers.Orchestrator{Engine: f.engine}
+	loops := []*consumers.Loop{
+		{Queue: f.queue(t, queues.Orders(string(target))), Batch: queues.MaxBatch, Handler: l.Handle, Log: f.engine.Logger()},
+		{Queue: f.queue(t, queues.Results), Batch: queues.MaxBatch, Handler: o.Handle, Log: f.engine.Logger()},
+	}
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop.Run(ctx) }()
+	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 

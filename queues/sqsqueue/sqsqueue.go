@@ -76,14 +76,31 @@ const resolveTimeout = 30 * time.Second
 type Broker struct {
 	client *sqs.Client
 	prefix string
+	opts   Options
 
 	mu   sync.Mutex
 	urls map[string]string
 }
 
+// Options tune how a Broker's queues receive.
+type Options struct {
+	// ShortPolls turns a receive's long poll into short polls a growing pause apart (50 ms to
+	// 1 s) until the wait ends: for emulators that serve one request at a time (moto_server),
+	// where a long poll would hold the one request slot for its whole wait.
+	ShortPolls bool
+	// OnEmptyReceive, when set, is called for each ReceiveMessage call that returned no message
+	// (an idle poll), so that the calls that did work can be told from those that waited.
+	OnEmptyReceive func()
+}
+
 // New returns a Broker for the queues Create made with the same prefix.
 func New(client *sqs.Client, prefix string) *Broker {
-	return &Broker{client: client, prefix: prefix, urls: map[string]string{}}
+	return NewWithOptions(client, prefix, Options{})
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(client *sqs.Client, prefix string, opts Options) *Broker {
+	return &Broker{client: client, prefix: prefix, opts: opts, urls: map[string]string{}}
 }
 
 // Queue returns the named queue, or queues.ErrNotFound when SQS has no queue by that name.
@@ -107,7 +124,7 @@ func (b *Broker) Queue(name string) (queues.Queue, error) {
 		b.urls[name] = url
 		b.mu.Unlock()
 	}
-	return &queue{client: b.client, name: name, url: url}, nil
+	return &queue{client: b.client, name: name, url: url, opts: b.opts}, nil
 }
 
 // Create creates the SQS queue of every spec, dead-letter queues before the queues that name
@@ -227,6 +244,7 @@ type queue struct {
 	client *sqs.Client
 	name   string
 	url    string
+	opts   Options
 }
 
 func (q *queue) Name() string { return q.name }
@@ -262,7 +280,36 @@ func (q *queue) Send(ctx context.Context, msgs ...queues.Outgoing) error {
 	return nil
 }
 
+// Pauses between the short polls that stand for one long poll (Options.ShortPolls).
+const (
+	firstPollPause = 50 * time.Millisecond
+	maxPollPause   = time.Second
+)
+
 func (q *queue) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
+	if !q.opts.ShortPolls || opts.Wait <= 0 || opts.Wait > queues.MaxWait {
+		return q.receive(ctx, opts)
+	}
+	deadline := time.Now().Add(opts.Wait)
+	opts.Wait = 0
+	pause := firstPollPause
+	for {
+		msgs, err := q.receive(ctx, opts)
+		if err != nil || len(msgs) > 0 || !time.Now().Before(deadline) {
+			return msgs, err
+		}
+		t := time.NewTimer(min(pause, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, maxPollPause)
+	}
+}
+
+func (q *queue) receive(ctx context.Context, opts queues.ReceiveOptions) ([]queues.Message, error) {
 	limit := opts.Max
 	if limit == 0 {
 		limit = 1
@@ -287,6 +334,9 @@ func (q *queue) Receive(ctx context.Context, opts queues.ReceiveOptions) ([]queu
 	})
 	if err != nil {
 		return nil, failure(ctx, "receive from "+q.name, err)
+	}
+	if len(out.Messages) == 0 && q.opts.OnEmptyReceive != nil {
+		q.opts.OnEmptyReceive()
 	}
 	msgs := make([]queues.Message, 0, len(out.Messages))
 	for _, m := range out.Messages {

@@ -1,8 +1,10 @@
 package sqsqueue_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +180,44 @@ func TestWaitIsRoundedUpToWholeSeconds(t *testing.T) {
 	}
 	if took := time.Since(start); took > 700*time.Millisecond {
 		t.Errorf("Receive without a wait returned after %v, want at once", took)
+	}
+}
+
+// With ShortPolls, a long poll becomes short polls with a growing pause, each empty one is
+// reported, and the poll ends with the first message.
+func TestShortPollsStandForALongPoll(t *testing.T) {
+	t.Parallel()
+	client, calls := newClient(t)
+	const shortPrefix = "iac-ci-short-"
+	if err := sqsqueue.Create(t.Context(), client, shortPrefix, []queues.Spec{{Name: "work", Visibility: time.Minute}}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	var empty atomic.Int64
+	b := sqsqueue.NewWithOptions(client, shortPrefix, sqsqueue.Options{ShortPolls: true, OnEmptyReceive: func() { empty.Add(1) }})
+	q, err := b.Queue("work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := calls.Snapshot()["sqs.ReceiveMessage"]
+	msgs, err := q.Receive(t.Context(), queues.ReceiveOptions{Wait: 1500 * time.Millisecond})
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("Receive from an empty queue: got %d messages, %v", len(msgs), err)
+	}
+	// 0, 50, 150, 350, 750 and 1500 ms: about six polls, not the hundreds a busy loop would
+	// make, nor the one a long poll would.
+	polls := calls.Snapshot()["sqs.ReceiveMessage"] - before
+	if polls < 3 || polls > 10 {
+		t.Errorf("an empty long poll of 1.5s made %d receives, want about 6", polls)
+	}
+	if empty.Load() != polls {
+		t.Errorf("empty receives reported %d, want %d", empty.Load(), polls)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = q.Send(context.Background(), queues.Outgoing{Body: []byte("m")})
+	}()
+	msgs, err = q.Receive(t.Context(), queues.ReceiveOptions{Wait: 20 * time.Second})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Receive with a message coming: got %d messages, %v", len(msgs), err)
 	}
 }

@@ -1,11 +1,9 @@
-package awsbackend
+package secrets
 
 import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/iac-ci/iac-ci/secrets"
 )
 
 // Bounds of the run-key cache.
@@ -14,13 +12,14 @@ const (
 	runKeyEntries = 256
 )
 
-// RunKeyCache keeps the run keys this process read or wrote for a while, so that the orders of
-// one run cost one Parameter Store read between them rather than one each. A run's key never
+// KeyCache keeps the run keys this process read or wrote for a while, so that the orders of
+// one run cost one read of the key store (on AWS, Parameter Store) between them rather than one
+// each. A run's key never
 // changes while its orders run (intake writes it once), and DeleteRunKey drops it here too. A
 // key deleted by another process stays here until it expires, which is harmless: every order
 // of that run has ended, so no worker claims one to open it.
-type RunKeyCache struct {
-	next secrets.Keys
+type KeyCache struct {
+	next Keys
 	now  func() time.Time
 
 	mu   sync.Mutex
@@ -32,14 +31,14 @@ type cachedKey struct {
 	expires time.Time
 }
 
-var _ secrets.Keys = (*RunKeyCache)(nil)
+var _ Keys = (*KeyCache)(nil)
 
-// NewRunKeyCache caches next's keys.
-func NewRunKeyCache(next secrets.Keys) *RunKeyCache {
-	return &RunKeyCache{next: next, now: time.Now, keys: map[string]cachedKey{}}
+// NewKeyCache caches next's keys.
+func NewKeyCache(next Keys) *KeyCache {
+	return &KeyCache{next: next, now: time.Now, keys: map[string]cachedKey{}}
 }
 
-func (c *RunKeyCache) keep(runID, key string) {
+func (c *KeyCache) keep(runID, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -53,8 +52,8 @@ func (c *RunKeyCache) keep(runID, key string) {
 	c.keys[runID] = cachedKey{key: key, expires: now.Add(runKeyTTL)}
 }
 
-// PutRunKey stores the key and keeps it (not when one was stored already: secrets.ErrExists).
-func (c *RunKeyCache) PutRunKey(ctx context.Context, runID, key string) error {
+// PutRunKey stores the key and keeps it (not when one was stored already: ErrExists).
+func (c *KeyCache) PutRunKey(ctx context.Context, runID, key string) error {
 	if err := c.next.PutRunKey(ctx, runID, key); err != nil {
 		return err
 	}
@@ -63,7 +62,7 @@ func (c *RunKeyCache) PutRunKey(ctx context.Context, runID, key string) error {
 }
 
 // GetRunKey returns the kept key, or reads and keeps it.
-func (c *RunKeyCache) GetRunKey(ctx context.Context, runID string) (string, error) {
+func (c *KeyCache) GetRunKey(ctx context.Context, runID string) (string, error) {
 	c.mu.Lock()
 	k, ok := c.keys[runID]
 	c.mu.Unlock()
@@ -79,7 +78,7 @@ func (c *RunKeyCache) GetRunKey(ctx context.Context, runID string) (string, erro
 }
 
 // DeleteRunKey forgets the key and deletes it.
-func (c *RunKeyCache) DeleteRunKey(ctx context.Context, runID string) error {
+func (c *KeyCache) DeleteRunKey(ctx context.Context, runID string) error {
 	c.mu.Lock()
 	delete(c.keys, runID)
 	c.mu.Unlock()

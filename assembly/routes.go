@@ -1,0 +1,125 @@
+package assembly
+
+import (
+	"time"
+
+	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sealing"
+)
+
+// The Lambda functions, by the name IAC_CI_FUNCTION gives them. Those that consume queues serve
+// the routes whose Function is their name.
+const (
+	FunctionWebhook      = "webhook"      // API Gateway: POST /webhook, POST /ssm and the status routes
+	FunctionIntake       = "intake"       // the intake queue
+	FunctionWorker       = "worker"       // orders-lambda: runs lambda orders
+	FunctionLauncher     = "launcher"     // orders-codebuild and orders-ssm: starts builds and commands
+	FunctionOrchestrator = "orchestrator" // the results queue
+	FunctionDeadLetters  = "deadletters"  // every dead-letter queue that has a consumer
+	FunctionSweeper      = "sweeper"      // EventBridge Scheduler, every minute
+)
+
+// Functions lists every function, in the order the documentation gives them.
+var Functions = []string{FunctionWebhook, FunctionIntake, FunctionWorker, FunctionLauncher,
+	FunctionOrchestrator, FunctionDeadLetters, FunctionSweeper}
+
+// Route is one queue's consumer: which handler takes its messages, and how a host consumes it.
+type Route struct {
+	Queue   string
+	Handler consumers.Handler
+	// Function is the Lambda function whose event source mapping hands it this queue.
+	Function string
+	// How a long-running host (Serve) consumes the queue: Loops loops, each receiving up to
+	// Batch messages and handling Handlers of them at once, keeping each hidden for KeepHidden
+	// while its handler runs (see consumers.Loop). In Lambda the event source mapping owns the
+	// message: the queue's visibility timeout outlasts the function, so nothing is extended.
+	Loops, Batch, Handlers int
+	KeepHidden             time.Duration
+}
+
+// Route returns the route of a queue; false when no consumer takes its messages.
+func (s *System) Route(queue string) (Route, bool) {
+	for _, r := range s.Routes {
+		if r.Queue == queue {
+			return r, true
+		}
+	}
+	return Route{}, false
+}
+
+// RoutesOf returns the routes a Lambda function serves.
+func (s *System) RoutesOf(function string) []Route {
+	var out []Route
+	for _, r := range s.Routes {
+		if r.Function == function {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// routes is the route table: every queue of queues.Topology that has a consumer, and its
+// handler. It is the one place that says which code handles the messages of a queue.
+//
+//	queue              handler                                   function
+//	intake             producers.Intake: package, seal, insert   intake
+//	intake-dlq         producers.IntakeDeadLetters: end the run  deadletters
+//	orders-<target>    consumers.Worker: run the order here,     worker (lambda)
+//	                   or consumers.Launcher where the target
+//	                   has a Starter (CodeBuild, SSM)            launcher (codebuild, ssm)
+//	orders-<target>-dlq consumers.DeadLetters: fail the order    deadletters
+//	results            consumers.Orchestrator: record, wake      orchestrator
+//	results-dlq        none: the sweeper finds the result of every order past its deadline,
+//	                   and the dead message stays for an operator to read
+func (s *System) routes() []Route {
+	p := s.Ports
+	var table []Route
+	add := func(r Route) {
+		r.Loops, r.Batch, r.Handlers = max(r.Loops, 1), max(r.Batch, 1), max(r.Handlers, 1)
+		table = append(table, r)
+	}
+	// Intake of a large job can outlast the queue's visibility timeout: its message is kept
+	// hidden. Two loops, so that one slow job does not hold up the next.
+	add(Route{Queue: queues.Intake, Handler: s.Intake.Handle, Function: FunctionIntake,
+		Loops: 2, Batch: 1, KeepHidden: p.visibility(queues.Intake)})
+	add(Route{Queue: queues.Results, Handler: s.Orchestrator.Handle, Function: FunctionOrchestrator,
+		Loops: 2, Batch: queues.MaxBatch})
+	opener := sealing.NewOpener(openerKeys)
+	for _, spec := range queues.Topology() {
+		target, ok := ordersTarget(spec.Name)
+		if !ok {
+			continue
+		}
+		if starter := p.Starters[target]; starter != nil {
+			// A launch is quick: one loop keeps up. The worker at the target delivers the
+			// result.
+			l := &consumers.Launcher{Engine: s.Engine, Starter: starter, RunKeyParameter: p.RunKeyParameter,
+				DefaultDocument: p.SSMDocument}
+			add(Route{Queue: spec.Name, Handler: l.Handle, Function: FunctionLauncher, Batch: queues.MaxBatch})
+		} else {
+			// One receive feeds every idle worker, as a Lambda event source mapping hands the
+			// function batches; each order's message is kept hidden while it runs, so only a
+			// dead worker's comes back.
+			add(Route{Queue: spec.Name, Handler: s.worker(opener).Handle, Function: FunctionWorker,
+				Batch: queues.MaxBatch, Handlers: s.Opts.Workers, KeepHidden: p.visibility(spec.Name)})
+		}
+		d := &consumers.DeadLetters{Engine: s.Engine, MaxReceives: spec.MaxReceives}
+		add(Route{Queue: spec.DeadLetter, Handler: d.Handle, Function: FunctionDeadLetters, Batch: queues.MaxBatch})
+	}
+	add(Route{Queue: queues.Intake + queues.DeadLetterSuffix, Handler: (&producers.IntakeDeadLetters{Intake: s.Intake}).Handle,
+		Function: FunctionDeadLetters, Batch: queues.MaxBatch})
+	return table
+}
+
+// ordersTarget is the target whose orders queue name is.
+func ordersTarget(name string) (domain.Target, bool) {
+	for _, t := range domain.Targets {
+		if name == queues.Orders(string(t)) {
+			return t, true
+		}
+	}
+	return "", false
+}
