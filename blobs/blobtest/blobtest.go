@@ -23,6 +23,11 @@ type Harness struct {
 	// Open returns a new, empty bucket for one test. Each subtest calls it once and runs in
 	// parallel with the others.
 	Open func(t *testing.T) blobs.Bucket
+	// OpenNotifying returns a new, empty bucket that notifies the results queue when a result
+	// lands (as the internal bucket is set up), and a function that returns the notification
+	// bodies that arrived since the last call, waiting up to wait for the first of them. Every
+	// adapter sets it: the port promises the notification.
+	OpenNotifying func(t *testing.T) (blobs.Bucket, Notifications)
 
 	// SignaturesUnchecked, when set, is why the backend accepts a presigned URL whose signature
 	// is wrong or was made for another method (an emulator that does not verify signatures).
@@ -31,6 +36,10 @@ type Harness struct {
 	// ExpiryUnchecked, when set, is why the backend accepts a presigned URL past its expiry.
 	ExpiryUnchecked string
 }
+
+// Notifications returns the notification bodies that arrived since its last call, waiting up to
+// wait for the first one when none has.
+type Notifications func(t *testing.T, wait time.Duration) [][]byte
 
 // The shortest expiry a presigned URL may have on S3 (X-Amz-Expires is in whole seconds), and
 // how long to wait until a URL made with it has surely expired: expiries are counted in whole
@@ -44,8 +53,8 @@ const (
 // Run runs the suite against the adapter h describes.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	if h.Open == nil {
-		t.Fatal("blobtest: Harness.Open is nil")
+	if h.Open == nil || h.OpenNotifying == nil {
+		t.Fatal("blobtest: Harness.Open and Harness.OpenNotifying must both be set")
 	}
 	tests := []struct {
 		name string
@@ -69,6 +78,73 @@ func Run(t *testing.T, h Harness) {
 			t.Parallel()
 			tt.run(t, setup{bucket: h.Open(t), client: &http.Client{Timeout: 30 * time.Second}})
 		})
+	}
+	t.Run("ResultNotification", func(t *testing.T) {
+		t.Parallel()
+		b, notified := h.OpenNotifying(t)
+		testResultNotification(t, setup{bucket: b, client: &http.Client{Timeout: 30 * time.Second}}, notified)
+	})
+}
+
+// notificationWait is how long the suite waits for a notification to arrive, and then for a
+// second one that must not.
+const notificationWait = 10 * time.Second
+
+// A result PUT through a presigned URL, as a worker delivers it, is notified exactly once, as a
+// body blobs.ParseNotification reads back with the key and size; objects under any other key,
+// put either way, are notified not at all. The run id has a space and a plus, which S3
+// form-encodes in its notifications.
+func testResultNotification(t *testing.T, s setup, notified Notifications) {
+	const runID = "run 1+2"
+	for _, key := range []string{
+		blobs.LogKey(runID, 1, 1),
+		blobs.ExecKey(runID, 1),
+		"callbacks/" + runID + "/0001/1/other.json",
+		"callbacks/" + runID + "/0001/1/notresult.json",
+	} {
+		put(t, s, key, []byte("x"))
+		presignedPut(t, s, key, []byte("y"))
+	}
+	key := blobs.ResultKey(runID, 1, 2)
+	body := []byte(`{"status":"succeeded"}`)
+	before := time.Now()
+	presignedPut(t, s, key, body)
+	var refs []blobs.ObjectRef
+	for _, wait := range []time.Duration{notificationWait, time.Second} {
+		for _, b := range notified(t, wait) {
+			r, err := blobs.ParseNotification(b)
+			if err != nil {
+				t.Fatalf("ParseNotification(%s): %v", b, err)
+			}
+			refs = append(refs, r...)
+		}
+	}
+	if len(refs) != 1 || refs[0].Key != key || refs[0].Size != int64(len(body)) {
+		t.Fatalf("notifications: got %+v, want exactly one, for %q of %d bytes", refs, key, len(body))
+	}
+	if at := refs[0].EventTime; at.Before(before.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+		t.Errorf("notification's event time %v, want about %v", at, before)
+	}
+}
+
+// presignedPut PUTs body to a presigned URL of key, as a worker does.
+func presignedPut(t *testing.T, s setup, key string, body []byte) {
+	t.Helper()
+	u, err := s.bucket.PresignPut(t.Context(), key, longExpiry)
+	if err != nil {
+		t.Fatalf("PresignPut %q: %v", key, err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("PUT %q: %v", key, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %q to its presigned URL: status %d, want 200", key, resp.StatusCode)
 	}
 }
 

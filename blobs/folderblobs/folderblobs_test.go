@@ -48,14 +48,18 @@ func TestConformance(t *testing.T) {
 	}{{"files", 0}, {"inline", 1 << 10}, {"inline-16", 16}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
+			open := func(t *testing.T, opts folderblobs.Options) blobs.Bucket {
+				if mode.inlineMax > 0 {
+					opts = withInline(t, opts, mode.inlineMax)
+				}
+				b, _ := serve(t, t.TempDir(), "internal", opts)
+				return b
+			}
 			blobtest.Run(t, blobtest.Harness{
-				Open: func(t *testing.T) blobs.Bucket {
-					opts := folderblobs.Options{}
-					if mode.inlineMax > 0 {
-						opts = withInline(t, opts, mode.inlineMax)
-					}
-					b, _ := serve(t, t.TempDir(), "internal", opts)
-					return b
+				Open: func(t *testing.T) blobs.Bucket { return open(t, folderblobs.Options{}) },
+				OpenNotifying: func(t *testing.T) (blobs.Bucket, blobtest.Notifications) {
+					n := &notifications{}
+					return open(t, folderblobs.Options{Notify: n.notify}), n.take
 				},
 			})
 		})
@@ -66,6 +70,7 @@ func TestConformance(t *testing.T) {
 type notifications struct {
 	mu     sync.Mutex
 	bodies [][]byte
+	taken  int // bodies already returned by take
 	fail   error
 }
 
@@ -77,6 +82,21 @@ func (n *notifications) notify(ctx context.Context, body []byte) error {
 	}
 	n.bodies = append(n.bodies, body)
 	return nil
+}
+
+// take returns the bodies notified since its last call, waiting up to wait for the first.
+func (n *notifications) take(t *testing.T, wait time.Duration) [][]byte {
+	deadline := time.Now().Add(wait)
+	for {
+		n.mu.Lock()
+		got := n.bodies[n.taken:]
+		n.taken = len(n.bodies)
+		n.mu.Unlock()
+		if len(got) > 0 || !time.Now().Before(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (n *notifications) refs(t *testing.T) []blobs.ObjectRef {
@@ -111,46 +131,6 @@ func httpDo(t *testing.T, method, u string, body []byte) (int, string) {
 	defer resp.Body.Close()
 	got, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(got)
-}
-
-func TestPresignedResultPutNotifiesOnce(t *testing.T) {
-	t.Parallel()
-	forModes(t, func(t *testing.T, m mode) {
-		var n notifications
-		at := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
-		b, _ := serve(t, t.TempDir(), "internal", m.opts(t, folderblobs.Options{Notify: n.notify, Clock: func() time.Time { return at }}))
-
-		for _, key := range []string{
-			blobs.LogKey("run-1", 1, 1),
-			blobs.ExecKey("run-1", 1),
-			"callbacks/run-1/0001/1/other.json",
-		} {
-			u, err := b.PresignPut(t.Context(), key, time.Minute)
-			if err != nil {
-				t.Fatalf("PresignPut: %v", err)
-			}
-			if code, body := httpDo(t, http.MethodPut, u, []byte("x")); code != http.StatusOK {
-				t.Fatalf("PUT %s: status %d (%s), want 200", key, code, body)
-			}
-		}
-		if got := n.refs(t); len(got) != 0 {
-			t.Fatalf("notifications after PUTs of other keys: got %+v, want none", got)
-		}
-
-		key := blobs.ResultKey("run-1", 1, 2)
-		u, err := b.PresignPut(t.Context(), key, time.Minute)
-		if err != nil {
-			t.Fatalf("PresignPut: %v", err)
-		}
-		body := []byte(`{"status":"succeeded"}`)
-		if code, msg := httpDo(t, http.MethodPut, u, body); code != http.StatusOK {
-			t.Fatalf("PUT %s: status %d (%s), want 200", key, code, msg)
-		}
-		want := blobs.ObjectRef{Bucket: "internal", Key: key, Size: int64(len(body)), EventTime: at}
-		if got := n.refs(t); len(got) != 1 || got[0] != want {
-			t.Fatalf("notifications after the result PUT: got %+v, want [%+v]", got, want)
-		}
-	})
 }
 
 func TestNotifyFailure(t *testing.T) {

@@ -30,10 +30,21 @@ import (
 	"github.com/iac-ci/iac-ci/queues"
 )
 
-// Run runs the suite. open returns a Broker serving the given specs; it is called once per
-// subtest with queue names no other subtest uses, and must create the queues if the backend
-// needs that. Names are at most 30 characters of letters, digits and hyphens.
-func Run(t *testing.T, open func(t *testing.T, specs []queues.Spec) queues.Broker) {
+// Harness describes the adapter under test.
+type Harness struct {
+	// Open returns a Broker serving the given specs; it is called once per subtest with queue
+	// names no other subtest uses, and must create the queues if the backend needs that. Names
+	// are at most 30 characters of letters, digits and hyphens.
+	Open func(t *testing.T, specs []queues.Spec) queues.Broker
+}
+
+// Run runs the suite against the adapter h describes.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatal("queuetest: Harness.Open is nil")
+	}
+	open := h.Open
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open func(t *testing.T, specs []queues.Spec) queues.Broker)

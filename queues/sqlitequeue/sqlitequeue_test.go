@@ -34,9 +34,9 @@ func mustQueue(tb testing.TB, b queues.Broker, name string) queues.Queue {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	queuetest.Run(t, func(t *testing.T, specs []queues.Spec) queues.Broker {
+	queuetest.Run(t, queuetest.Harness{Open: func(t *testing.T, specs []queues.Spec) queues.Broker {
 		return openBroker(t, sqlitedbtest.Open(t, ""), specs)
-	})
+	}})
 }
 
 // clock is a settable clock for tests that must see time pass without waiting for it.

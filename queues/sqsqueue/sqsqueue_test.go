@@ -35,12 +35,12 @@ func newClient(t *testing.T) (*sqs.Client, *awscalls.Counter) {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	client, _ := newClient(t)
-	queuetest.Run(t, func(t *testing.T, specs []queues.Spec) queues.Broker {
+	queuetest.Run(t, queuetest.Harness{Open: func(t *testing.T, specs []queues.Spec) queues.Broker {
 		if err := sqsqueue.Create(t.Context(), client, prefix, specs); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		return sqsqueue.New(client, prefix)
-	})
+	}})
 }
 
 func queueAttributes(t *testing.T, client *sqs.Client, awsName string) map[string]string {

@@ -33,38 +33,35 @@ func setup(t *testing.T) clients {
 	return clients{ssm: ssm.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
 }
 
-func TestKeysConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	c := setup(t)
-	secretstest.RunKeys(t, func(t *testing.T) secrets.Keys {
-		k, err := awssecrets.NewKeys(c.ssm, "/iac-ci/run-keys")
-		if err != nil {
-			t.Fatalf("NewKeys: %v", err)
-		}
-		return k
-	})
-}
-
-func TestSourceConformance(t *testing.T) {
-	t.Parallel()
-	c := setup(t)
-	secretstest.RunSource(t, func(t *testing.T, params, secretValues map[string]string) secrets.Source {
-		for path, v := range params {
-			_, err := c.ssm.PutParameter(t.Context(), &ssm.PutParameterInput{
-				Name: aws.String(path), Value: aws.String(v), Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true),
-			})
+	secretstest.Run(t, secretstest.Harness{
+		OpenKeys: func(t *testing.T) secrets.Keys {
+			k, err := awssecrets.NewKeys(c.ssm, "/iac-ci/run-keys")
 			if err != nil {
-				t.Fatalf("seed parameter %s: %v", path, err)
+				t.Fatalf("NewKeys: %v", err)
 			}
-		}
-		for name, v := range secretValues {
-			if _, err := c.sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
-				Name: aws.String(name), SecretString: aws.String(v),
-			}); err != nil {
-				t.Fatalf("seed secret %s: %v", name, err)
+			return k
+		},
+		OpenSource: func(t *testing.T, params, secretValues map[string]string) secrets.Source {
+			for path, v := range params {
+				_, err := c.ssm.PutParameter(t.Context(), &ssm.PutParameterInput{
+					Name: aws.String(path), Value: aws.String(v), Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true),
+				})
+				if err != nil {
+					t.Fatalf("seed parameter %s: %v", path, err)
+				}
 			}
-		}
-		return awssecrets.NewSource(c.ssm, c.sm)
+			for name, v := range secretValues {
+				if _, err := c.sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{
+					Name: aws.String(name), SecretString: aws.String(v),
+				}); err != nil {
+					t.Fatalf("seed secret %s: %v", name, err)
+				}
+			}
+			return awssecrets.NewSource(c.ssm, c.sm)
+		},
 	})
 }
 

@@ -14,29 +14,27 @@ import (
 	"github.com/iac-ci/iac-ci/secrets/secretstest"
 )
 
-func TestKeysConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "keys")
-	secretstest.RunKeys(t, func(t *testing.T) secrets.Keys {
-		k, err := localsecrets.NewKeys(dir)
-		if err != nil {
-			t.Fatalf("NewKeys: %v", err)
-		}
-		return k
-	})
-}
-
-func TestSourceConformance(t *testing.T) {
-	t.Parallel()
-	secretstest.RunSource(t, func(t *testing.T, params, secretValues map[string]string) secrets.Source {
-		all := map[string]string{}
-		for k, v := range params {
-			all[k] = v
-		}
-		for k, v := range secretValues {
-			all[k] = v
-		}
-		return loadSource(t, writeSecretsFile(t, all, 0o600))
+	secretstest.Run(t, secretstest.Harness{
+		OpenKeys: func(t *testing.T) secrets.Keys {
+			k, err := localsecrets.NewKeys(dir)
+			if err != nil {
+				t.Fatalf("NewKeys: %v", err)
+			}
+			return k
+		},
+		OpenSource: func(t *testing.T, params, secretValues map[string]string) secrets.Source {
+			all := map[string]string{}
+			for k, v := range params {
+				all[k] = v
+			}
+			for k, v := range secretValues {
+				all[k] = v
+			}
+			return loadSource(t, writeSecretsFile(t, all, 0o600))
+		},
 	})
 }
 

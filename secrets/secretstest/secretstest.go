@@ -14,9 +14,28 @@ import (
 	"github.com/iac-ci/iac-ci/secrets"
 )
 
-// RunKeys checks a run-key store. open is called once per subtest and may return the same
-// backend each time: every subtest uses run ids of its own.
-func RunKeys(t *testing.T, open func(t *testing.T) secrets.Keys) {
+// Harness describes the adapters under test: a backend's run-key store and its secret source.
+type Harness struct {
+	// OpenKeys is called once per subtest and may return the same backend each time: every
+	// subtest uses run ids of its own.
+	OpenKeys func(t *testing.T) secrets.Keys
+	// OpenSource must return a source holding exactly the given parameters (path → value) and
+	// secrets (name → value).
+	OpenSource func(t *testing.T, parameters, secretValues map[string]string) secrets.Source
+}
+
+// Run runs the suite against the adapters h describes.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.OpenKeys == nil || h.OpenSource == nil {
+		t.Fatal("secretstest: Harness.OpenKeys and Harness.OpenSource must both be set")
+	}
+	t.Run("Keys", func(t *testing.T) { t.Parallel(); runKeys(t, h.OpenKeys) })
+	t.Run("Source", func(t *testing.T) { t.Parallel(); runSource(t, h.OpenSource) })
+}
+
+// runKeys checks a run-key store.
+func runKeys(t *testing.T, open func(t *testing.T) secrets.Keys) {
 	t.Run("PutGet", func(t *testing.T) {
 		t.Parallel()
 		keys, ctx, run := open(t), t.Context(), runID()
@@ -100,9 +119,8 @@ func RunKeys(t *testing.T, open func(t *testing.T) secrets.Keys) {
 	})
 }
 
-// RunSource checks a secret source. open must return a source holding exactly the given
-// parameters (path → value) and secrets (name → value).
-func RunSource(t *testing.T, open func(t *testing.T, parameters, secretValues map[string]string) secrets.Source) {
+// runSource checks a secret source.
+func runSource(t *testing.T, open func(t *testing.T, parameters, secretValues map[string]string) secrets.Source) {
 	params := map[string]string{
 		"/iac-ci-test/db-password": "pw-" + randomHex(8),
 		"/iac-ci-test/multi/line":  "first line\nsecond line " + randomHex(4),

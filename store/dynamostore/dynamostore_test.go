@@ -84,7 +84,7 @@ func setup(t *testing.T) (*dynamodb.Client, *recorder) {
 func TestConformance(t *testing.T) {
 	client, _ := setup(t)
 	s := New(client, tables)
-	storetest.Run(t, func(*testing.T) store.Store { return s })
+	storetest.Run(t, storetest.Harness{Open: func(*testing.T) store.Store { return s }})
 }
 
 // Small pages make every Query of the suite follow LastEvaluatedKey, and one due shard puts
@@ -93,7 +93,7 @@ func TestConformanceSmallPages(t *testing.T) {
 	client, _ := setup(t)
 	s := New(client, tables, WithDueShards(1))
 	s.pageLimit = 3
-	storetest.Run(t, func(*testing.T) store.Store { return s })
+	storetest.Run(t, storetest.Harness{Open: func(*testing.T) store.Store { return s }})
 }
 
 func newRun(n int) (domain.Run, []domain.OrderRecord) {

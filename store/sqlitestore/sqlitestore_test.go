@@ -44,7 +44,7 @@ func openStore(t testing.TB, path string) *sqlitestore.Store {
 // Every subtest shares one database, as the engine's consumers do.
 func TestConformance(t *testing.T) {
 	s := newStore(t).store
-	storetest.Run(t, func(*testing.T) store.Store { return s })
+	storetest.Run(t, storetest.Harness{Open: func(*testing.T) store.Store { return s }})
 }
 
 func newRun(n int) (domain.Run, []domain.OrderRecord) {

@@ -39,9 +39,20 @@ import (
 // Precision is the finest time resolution the store port promises.
 const Precision = time.Millisecond
 
-// Run runs the conformance suite. open is called once per subtest and may return the same
-// store every time.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// Harness describes the adapter under test.
+type Harness struct {
+	// Open is called once per subtest and may return the same store every time: every subtest
+	// uses run ids of its own.
+	Open func(t *testing.T) store.Store
+}
+
+// Run runs the suite against the adapter h describes.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatal("storetest: Harness.Open is nil")
+	}
+	open := h.Open
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s store.Store)
