@@ -15,5 +15,9 @@
 //     (idempotently) and says what it did.
 //   - Open, which returns the ports (queues, store, blobs, secrets) on those resources, with
 //     clients that can count their calls (internal/awscalls) and, for emulators that are not
-//     safe under concurrent requests such as moto_server, let only one request be in flight.
+//     safe under concurrent requests such as moto_server, let only one request be in flight;
+//     Backend.Ports hands them to package assembly, which builds everything on top of them.
+//
+// It is wiring only: the engine, the consumers and their loops, the caches and the retry rules
+// live in the packages they serve.
 package awsbackend

@@ -1,5 +1,6 @@
-// Package cli is iac-ci's command line: it parses flags, picks the backend, wires the ports to
-// the engine, and runs. cmd/iac-ci calls Main and nothing else, so tests call Main too.
+// Package cli is iac-ci's command line: it parses flags, opens the backend's ports (package
+// embedded or awsbackend), hands them to the one assembly (package assembly) and hosts what it
+// builds. cmd/iac-ci calls Main and nothing else, so tests call Main too.
 package cli
 
 import (

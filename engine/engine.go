@@ -1,7 +1,9 @@
-// Package engine holds the moves of a run that several consumers make, written once: putting an
-// order on its target's queue, ending an order and waking what depended on it, and finalizing a
-// run exactly once. Intake (package producers), the orchestrator, the sweeper and the dead-letter
-// consumer (package consumers) all move runs through these functions.
+// Package engine holds every move of a run and its orders, written once: creating and starting a
+// run, putting an order on its target's queue, claiming it for an attempt, ending it and waking
+// what depended on it, re-checking a waiting order, and finalizing a run exactly once. Intake
+// (package producers), the workers and launchers, the orchestrator, the sweeper and the
+// dead-letter consumers (package consumers) all move runs through these functions; nothing else
+// writes to the store.
 //
 // Every move is a conditional write from the expected prior state (store.OrderChange), so two
 // processes making the same move at once cannot both succeed, and a duplicate message makes no
