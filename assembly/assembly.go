@@ -49,6 +49,9 @@ type Options struct {
 	// process instead of PUTting result.json for the results queue to carry (embedded, where
 	// both run in one process and the round trip is pure cost).
 	ResultsInProcess bool
+	// BaseEnv is the environment orders start from; nil is consumers.WorkerEnv(). AWS
+	// credentials in it are left out (consumers.WithoutCredentials).
+	BaseEnv []string
 	// SweepInterval is how often Serve sweeps; zero is a minute.
 	SweepInterval time.Duration
 	// Routes are HTTP routes of the host's own (a debugging endpoint); may be nil.
@@ -150,8 +153,13 @@ func New(p Ports, o Options) (*System, error) {
 // worker is the consumer that runs orders of a target in this process. One Opener serves every
 // worker: the orders of a run share a data key, unwrapped once.
 func (s *System) worker(opener *sealing.Opener) *consumers.Worker {
+	base := s.Opts.BaseEnv
+	if base == nil {
+		base = consumers.WorkerEnv()
+	}
 	w := &consumers.Worker{Engine: s.Engine, WorkRoot: s.workDirs.Root, Dirs: s.workDirs,
-		BaseEnv: consumers.WorkerEnv(), HTTPClient: s.Ports.HTTPClient, Opener: opener}
+		BaseEnv: consumers.WithoutCredentials(base), HTTPClient: s.Ports.HTTPClient, Opener: opener,
+		Credentials: s.Ports.OrderCredentials}
 	if s.Opts.ResultsInProcess {
 		w.Recorder = s.Orchestrator
 	}

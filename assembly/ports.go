@@ -38,6 +38,10 @@ type Ports struct {
 	RunKeyParameter func(runID string) (string, error)
 	// SSMDocument is the deployment's name of the iac-ci-run-commands document.
 	SSMDocument string
+	// OrderCredentials are the AWS credentials orders run with (an order role); nil gives them
+	// none. Orders never get the process's own: the assembly strips them from their
+	// environment.
+	OrderCredentials consumers.OrderCredentials
 	// HTTPClient moves workers' results and logs to their presigned URLs; nil uses a default.
 	HTTPClient *http.Client
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/iac-ci/iac-ci/internal/awscalls"
@@ -28,6 +29,7 @@ type Clients struct {
 	SSM            *ssm.Client
 	SecretsManager *secretsmanager.Client
 	CodeBuild      *codebuild.Client
+	STS            *sts.Client
 	// HTTP reaches presigned URLs (a worker delivering its result.json), serialized and counted
 	// like the SDK clients' own requests.
 	HTTP *http.Client
@@ -75,6 +77,7 @@ func NewClients(cfg aws.Config, c Config, o ClientOptions) *Clients {
 		SSM:            ssm.NewFromConfig(cfg),
 		SecretsManager: secretsmanager.NewFromConfig(cfg),
 		CodeBuild:      codebuild.NewFromConfig(cfg),
+		STS:            sts.NewFromConfig(cfg),
 		HTTP:           &http.Client{Transport: transport, Timeout: 30 * time.Second},
 		Config:         cfg,
 	}

@@ -27,6 +27,9 @@ const (
 	EnvRunKeyPrefix     = "IAC_CI_RUN_KEY_PREFIX"    // default "/<prefix>/run-keys"
 	EnvCodeBuildProject = "IAC_CI_CODEBUILD_PROJECT" // default "<prefix>-worker"
 	EnvSSMDocument      = "IAC_CI_SSM_DOCUMENT"      // default "<prefix>-run-commands"
+	// EnvOrderRoleARN is the role whose credentials orders' commands run with; unset, orders get
+	// no AWS credentials. Never one of iac-ci's own roles, which read every run's bundle and key.
+	EnvOrderRoleARN = "IAC_CI_ORDER_ROLE_ARN"
 	// EnvS3PathStyle addresses buckets in the URL path rather than the host name; it defaults to
 	// true when AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3 is set (emulators need it), else false.
 	EnvS3PathStyle = "IAC_CI_S3_PATH_STYLE"
@@ -54,6 +57,7 @@ type Config struct {
 	RunKeyPrefix     string
 	CodeBuildProject string
 	SSMDocument      string
+	OrderRoleARN     string
 	S3PathStyle      bool
 	// Endpoint is AWS_ENDPOINT_URL as the SDK will read it, kept for messages ("" on AWS).
 	Endpoint string
@@ -80,6 +84,7 @@ var (
 	bucketPattern      = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 	projectPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$`)
 	documentPattern    = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,128}$`)
+	roleARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
 )
 
 // maxQueueName is SQS's limit on a queue name.
@@ -111,6 +116,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.CodeBuildProject = get(EnvCodeBuildProject, c.Prefix+"-worker")
 	c.SSMDocument = get(EnvSSMDocument, c.Prefix+"-run-commands")
 	c.Endpoint = getenv(EnvEndpoint)
+	c.OrderRoleARN = get(EnvOrderRoleARN, "")
+	if c.OrderRoleARN != "" && !roleARNPattern.MatchString(c.OrderRoleARN) {
+		bad(EnvOrderRoleARN, c.OrderRoleARN, "want a role ARN: arn:aws:iam::<account>:role/<name>")
+	}
 
 	longest := 0
 	for _, s := range queueSpecs() {

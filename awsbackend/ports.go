@@ -22,13 +22,23 @@ const LaunchGrace = 5 * time.Minute
 // is conditional). Long enough for a queue handling one message a second to delete ten a call.
 const DeleteDelay = 5 * time.Second
 
+// OrderRoleSession is the longest session the order role allows (infra/ sets the role's
+// max_session_duration to it): the longest lambda order is 15 minutes.
+const OrderRoleSession = time.Hour
+
 // Ports returns the backend's ports for the assembly: lambda orders run in the host's process
 // (the worker function, or serve --backend aws), codebuild and ssm orders are launched as
-// CodeBuild builds and SSM commands, and run keys are read once per process and run
+// CodeBuild builds and SSM commands, orders run with the order role's credentials (never the
+// worker's own), and run keys are read once per process and run
 // (secrets.KeyCache).
 func (b *Backend) Ports() assembly.Ports {
+	var creds consumers.OrderCredentials
+	if b.Config.OrderRoleARN != "" {
+		creds = &awslaunch.OrderRole{Client: b.Clients.STS, RoleARN: b.Config.OrderRoleARN, MaxSession: OrderRoleSession}
+	}
 	return assembly.Ports{
-		Store: b.Store, Queues: b.Queues, Internal: b.Internal, Done: b.Done,
+		OrderCredentials: creds,
+		Store:            b.Store, Queues: b.Queues, Internal: b.Internal, Done: b.Done,
 		Keys: secrets.NewKeyCache(b.Keys), Secrets: b.Secrets, GetObject: b.GetObject,
 		Starters: map[domain.Target]consumers.Starter{
 			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject},

@@ -15,10 +15,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/consumers/awslaunch"
 	"github.com/iac-ci/iac-ci/secrets/awssecrets"
 )
 
@@ -49,6 +51,23 @@ type workerInputs struct {
 	runID                          string
 	orderNum, attempt              string
 	workDir                        string
+	// orderRole is the role the commands' AWS credentials come from; orderSession how long
+	// their session lasts (at most the role's max_session_duration).
+	orderRole    string
+	orderSession time.Duration
+}
+
+// The variables of the order role, set on the CodeBuild project and the instances by infra/.
+const (
+	envOrderRoleARN     = "IAC_CI_ORDER_ROLE_ARN"
+	envOrderRoleSession = "IAC_CI_ORDER_ROLE_SESSION"
+)
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // workerCommand is `iac-ci worker`: one order attempt, as CodeBuild or an SSM instance runs it.
@@ -66,6 +85,9 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	fs.StringVar(&in.orderNum, "order-num", "", "the order's number (or $"+consumers.EnvOrderNum+"; default: from the callback URL)")
 	fs.StringVar(&in.attempt, "attempt", "", "the attempt (or $"+consumers.EnvAttempt+"; default: from the callback URL)")
 	fs.StringVar(&in.workDir, "work-dir", "", "folder for the order's working directory (default: a new temporary folder)")
+	fs.StringVar(&in.orderRole, "order-role-arn", "", "role whose credentials the commands get, assumed with this process's own (or $"+envOrderRoleARN+
+		"); without one the commands get no AWS credentials")
+	fs.DurationVar(&in.orderSession, "order-role-session", time.Hour, "how long the order role's session lasts, at most the role's max_session_duration (or $"+envOrderRoleSession+")")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
@@ -94,6 +116,16 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 			*f.v = getenv(f.env)
 		}
 	}
+	if in.orderRole == "" {
+		in.orderRole = getenv(envOrderRoleARN)
+	}
+	if v := getenv(envOrderRoleSession); v != "" && !flagSet(fs, "order-role-session") {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 15*time.Minute || d > 12*time.Hour {
+			return usagef("worker: %s=%q: want a duration from 15m to 12h", envOrderRoleSession, v)
+		}
+		in.orderSession = d
+	}
 	runID, orderNum, attempt, err := in.identify()
 	if err != nil {
 		return err
@@ -103,7 +135,7 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	client := &http.Client{Timeout: 10 * time.Minute}
 	task := consumers.Task{
 		RunID: runID, OrderNum: orderNum, Attempt: attempt, CallbackURL: in.callbackURL,
-		BaseEnv: consumers.WorkerEnv(), Log: log,
+		BaseEnv: consumers.WithoutCredentials(consumers.WorkerEnv()), Log: log,
 	}
 	if in.logURL != "" {
 		task.LogKey = blobs.LogKey(runID, orderNum, attempt)
@@ -122,6 +154,15 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	if err != nil {
 		log.ErrorContext(ctx, "read the run key", "err", err)
 	}
+	if in.orderRole != "" {
+		// The commands run with the order role's credentials; this process's own (the build's
+		// or the instance's role, which reads run keys) never reach their environment.
+		creds, err := in.orderCredentials(ctx)
+		if err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		task.BaseEnv = append(task.BaseEnv, creds...)
+	}
 	if in.workDir == "" {
 		// A folder of its own, made 0700, rather than a fixed name another user could make first.
 		if in.workDir, err = os.MkdirTemp("", "iac-ci-worker-"); err != nil {
@@ -139,6 +180,16 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	log.InfoContext(ctx, "result delivered", "status", res.Status, "exit_code", res.ExitCode)
 	fmt.Fprintf(stdout, "order %04d attempt %d of run %s: %s (exit %d), result delivered\n", orderNum, attempt, runID, res.Status, res.ExitCode)
 	return nil
+}
+
+// orderCredentials assumes the order role with this process's own credentials.
+func (in *workerInputs) orderCredentials(ctx context.Context) ([]string, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithEC2IMDSRegion())
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration: %w", err)
+	}
+	role := &awslaunch.OrderRole{Client: sts.NewFromConfig(cfg), RoleARN: in.orderRole, MaxSession: in.orderSession}
+	return role.Env(ctx, in.orderSession)
 }
 
 // identify checks the inputs and returns the attempt they name. The callback URL's path holds

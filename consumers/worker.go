@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/domain"
@@ -33,6 +35,9 @@ type Worker struct {
 	// instead of PUTting result.json to its presigned URL for the results queue to carry to an
 	// orchestrator: set it when the Worker runs beside the orchestrator, as embedded.
 	Recorder *Orchestrator
+	// Credentials, when set, are the AWS credentials the orders' commands get (those of an
+	// order role); BaseEnv holds none of the worker's own.
+	Credentials OrderCredentials
 	// Opener opens the orders' sealed environments, keeping the data keys it unwraps: share one
 	// among the Workers of a process, so a run's orders unwrap their key once. Nil opens each
 	// with sealing.Open.
@@ -57,6 +62,13 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 		return err
 	}
 	task.HTTPClient, task.Opener, task.Dirs = w.HTTPClient, w.Opener, w.Dirs
+	if w.Credentials != nil {
+		creds, err := w.Credentials.Env(ctx, time.Duration(o.Timeout)*time.Second)
+		if err != nil {
+			return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)
+		}
+		task.BaseEnv = append(slices.Clip(task.BaseEnv), creds...)
+	}
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordOwn(ctx, o, r) }
 	}

@@ -47,7 +47,7 @@ type awsStack struct {
 	codeBuild *fakeCodeBuild
 }
 
-func newAWSStack(t *testing.T) *awsStack {
+func newAWSStack(t *testing.T, extraEnv ...string) *awsStack {
 	t.Helper()
 	endpoint := awstest.Endpoint(t)
 	st := &awsStack{t: t, prefix: "e2e" + domain.NewTraceID(), cfg: awstest.Config(t)}
@@ -56,6 +56,7 @@ func newAWSStack(t *testing.T) *awsStack {
 		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_SESSION_TOKEN=",
 		"AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true", "IAC_CI_PREFIX=" + st.prefix,
 	}
+	st.env = append(st.env, extraEnv...)
 	st.codeBuild = startFakeCodeBuild(t, st.prefix+"-worker", st.env)
 	st.env = append(st.env, "AWS_ENDPOINT_URL_CODEBUILD="+st.codeBuild.url)
 	r := iacci(t, st.env, "aws-setup")
@@ -410,6 +411,48 @@ func TestAWSSecretsReachTheCommandsAndAreKeptNowhere(t *testing.T) {
 				t.Errorf("a secret value is in %s", where)
 			}
 		}
+	}
+}
+
+// An order's commands never hold iac-ci's own AWS credentials, in the worker Lambda function
+// (whose route serve --backend aws runs in process) or in CodeBuild (iac-ci worker): they get the
+// order role's, assumed through STS, or none at all.
+func TestAWSOrdersNeverHoldIaCCIsCredentials(t *testing.T) {
+	t.Parallel()
+	const roleARN = "arn:aws:iam::123456789012:role/iac-ci-order"
+	show := []string{`env | grep -E '^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|CONTAINER_CREDENTIALS_[A-Z_]*)=' | sort | sed 's/^/env: /'`}
+	job, _ := json.Marshal(map[string]any{"username": "creds", "orders": []any{
+		map[string]any{"order_name": "in-lambda", "execution_target": "lambda", "timeout": 60, "cmds": show},
+		map[string]any{"order_name": "in-codebuild", "execution_target": "codebuild", "timeout": 60, "cmds": show},
+	}})
+	for _, withRole := range []bool{true, false} {
+		var extra []string
+		if withRole {
+			extra = []string{"IAC_CI_ORDER_ROLE_ARN=" + roleARN}
+		}
+		// The worker's own credentials, as Lambda and CodeBuild hand them over: in the
+		// environment, or as the container credentials endpoint.
+		extra = append(extra, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/worker-own")
+		st := newAWSStack(t, extra...)
+		s := st.serve()
+		runID := postJob(t, s, job)
+		v := waitAWSRun(t, s, runID, 3*time.Minute)
+		if v.Status != domain.RunSucceeded {
+			t.Fatalf("role %v: run %s: %+v\n%s", withRole, v.Status, v.Orders, s.log())
+		}
+		for _, o := range v.Orders {
+			tail := o.LogTail
+			for _, own := range []string{"AWS_SECRET_ACCESS_KEY=testing", "AWS_ACCESS_KEY_ID=testing", "worker-own"} {
+				if strings.Contains(tail, own) {
+					t.Errorf("role %v: %s: the commands saw the worker's own %q:\n%s", withRole, o.OrderName, own, tail)
+				}
+			}
+			got := strings.Contains(tail, "env: AWS_ACCESS_KEY_ID=") && strings.Contains(tail, "env: AWS_SESSION_TOKEN=")
+			if got != withRole {
+				t.Errorf("role %v: %s: order credentials present %v, want %v:\n%s", withRole, o.OrderName, got, withRole, tail)
+			}
+		}
+		s.stop()
 	}
 }
 
