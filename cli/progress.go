@@ -32,8 +32,8 @@ func (f finisherFunc) RunFinished(_ context.Context, run domain.Run) error {
 // progress shows a run as it goes: on a terminal, a table redrawn in place; elsewhere (a log, a
 // pipe, CI), one line per state change.
 //
-// The live table never scrolls the terminal: it is at most the screen's height less two lines
-// (the line above it, and the line the cursor rests on), summarised when the run has more orders
+// The live table never scrolls the terminal: it is at most the screen's height less the line
+// above it and the line the cursor rests on, summarised when the run has more orders
 // than that, and each line is cut to the screen's width, since a wrapped line would make the
 // cursor's move back up over the table miss. A table that scrolled would leave a copy of itself
 // in the scrollback at every redraw.
@@ -46,7 +46,8 @@ type progress struct {
 	targets  map[string]domain.Target         // order name → target, for the lines
 	printed  int                              // events of the run's history printed so far
 	runSeen  domain.RunStatus
-	drawn    int // lines of the last drawn table
+	drawn    int    // lines of the last drawn table
+	above    string // the line printed above the table
 	started  time.Time
 }
 
@@ -68,7 +69,8 @@ func newProgress(w io.Writer, enabled, terminal, color bool) *progress {
 
 func (p *progress) start(a producers.Accepted) {
 	if p.enabled {
-		fmt.Fprintf(p.w, "run %s accepted (trace %s, flow %s)\n", a.RunID, a.TraceID, a.FlowID)
+		p.above = fmt.Sprintf("run %s accepted (trace %s, flow %s)", a.RunID, a.TraceID, a.FlowID)
+		fmt.Fprintln(p.w, p.above)
 	}
 }
 
@@ -112,7 +114,10 @@ func (p *progress) redraw(v producers.RunView) {
 	if !ok {
 		cols, rows = defaultCols, defaultRows
 	}
-	lines := liveTable(v, time.Since(p.started), max(rows-2, 3), max(cols-1, 20), p.color)
+	// The table and the line above it, however many lines the terminal wraps it into, fit on the
+	// screen with a line to spare for the cursor.
+	aboveLines := max(1, (utf8.RuneCountInString(p.above)+cols-1)/cols)
+	lines := liveTable(v, time.Since(p.started), max(rows-1-aboveLines, 3), max(cols-1, 20), p.color)
 	var b strings.Builder
 	if p.drawn > 0 {
 		fmt.Fprintf(&b, "\r\033[%dA\033[J", p.drawn) // up over the last table, clear to the end
