@@ -193,8 +193,9 @@ orders:
 			}
 		})
 	}
-	// The config that iac-ci run refuses, since its switches are no job's fields.
-	if r := call(t, nil, "", "run", "../examples/.iac-ci.yml"); r.code != ExitRejected || !strings.Contains(r.stderr, "allow_forks: unknown field") {
+	// The config that iac-ci run refuses, since its switches are no job's fields, points to validate.
+	if r := call(t, nil, "", "run", "../examples/.iac-ci.yml"); r.code != ExitRejected || !strings.Contains(r.stderr, "allow_forks: unknown field") ||
+		!strings.Contains(r.stderr, "check it with: iac-ci validate ../examples/.iac-ci.yml") {
 		t.Fatalf("run of a config: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/vcs/github"
 )
 
 const runUsage = `Usage: iac-ci run [flags] JOB_FILE
@@ -60,13 +61,16 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 		return ExitRejected
 	}
 	path := files[0]
-	job, env, err := loadJob(path, stdin, getenv)
+	job, env, err := loadJob(path, stdin, stderr, getenv)
 	if err != nil {
 		var invalid *domain.ValidationError
 		if *asJSON && errors.As(err, &invalid) {
 			writeProblems(stdout, problemsOf("", invalid.Problems))
 		}
 		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", displayName(path), err)
+		if filepath.Base(path) == github.ConfigPath {
+			fmt.Fprintf(stderr, "iac-ci run: %s is a repository's configuration, which pull requests run; check it with: iac-ci validate %s\n", path, path)
+		}
 		return ExitRejected
 	}
 	if job.GitRepo != "" && (job.PRNumber > 0 || job.IssueNumber > 0) && gh.tokenValue() == "" {
@@ -227,11 +231,14 @@ func duration(start, end *time.Time) string {
 // loadJob reads the job named on the command line (a file, or standard input for "-"), decodes
 // it, fills in what `iac-ci run` defaults (the username: the current user) and checks it as the
 // embedded engine would accept it. Every problem is in the *domain.ValidationError it returns.
-func loadJob(path string, stdin io.Reader, getenv Env) (domain.Job, domain.Envelope, error) {
+func loadJob(path string, stdin io.Reader, stderr io.Writer, getenv Env) (domain.Job, domain.Envelope, error) {
 	var body []byte
 	var baseDir string
 	var err error
 	if path == "-" {
+		if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+			fmt.Fprintln(stderr, "iac-ci: reading the job from standard input; end it with Ctrl-D")
+		}
 		// One byte over the limit is enough for DecodeJob to say the body is too large.
 		body, err = io.ReadAll(io.LimitReader(stdin, domain.MaxBodyBytes+1))
 		if err == nil {

@@ -49,7 +49,7 @@ func validateCommand(args []string, getenv Env, stdin io.Reader, stdout, stderr 
 	}
 	var all []fileProblem
 	for _, file := range files {
-		kind, problems, err := validateFile(file, *asConfig, stdin, getenv)
+		kind, problems, err := validateFile(file, *asConfig, stdin, stderr, getenv)
 		if err != nil {
 			problems = []domain.Problem{{Message: err.Error()}}
 		}
@@ -80,7 +80,7 @@ func validateCommand(args []string, getenv Env, stdin io.Reader, stdout, stderr 
 
 // validateFile checks one file and says what it was read as. An error is a file that could not
 // be read at all.
-func validateFile(file string, asConfig bool, stdin io.Reader, getenv Env) (string, []domain.Problem, error) {
+func validateFile(file string, asConfig bool, stdin io.Reader, stderr io.Writer, getenv Env) (string, []domain.Problem, error) {
 	if asConfig || filepath.Base(file) == github.ConfigPath || filepath.Base(file) == ".iac-ci.yaml" {
 		var body []byte
 		var err error
@@ -94,7 +94,7 @@ func validateFile(file string, asConfig bool, stdin io.Reader, getenv Env) (stri
 		}
 		return github.ConfigPath, github.CheckConfig(body), nil
 	}
-	job, _, err := loadJob(file, stdin, getenv)
+	job, _, err := loadJob(file, stdin, stderr, getenv)
 	var invalid *domain.ValidationError
 	if errors.As(err, &invalid) {
 		return "job", invalid.Problems, nil
