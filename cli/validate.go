@@ -97,6 +97,11 @@ func validateFile(file string, asConfig bool, stdin io.Reader, stderr io.Writer,
 	job, _, err := loadJob(file, stdin, stderr, getenv)
 	var invalid *domain.ValidationError
 	if errors.As(err, &invalid) {
+		for i, p := range invalid.Problems {
+			if p.Path == "allow_forks" || p.Path == "draft_prs" {
+				invalid.Problems[i].Message += " in a job; if this is a repository's .iac-ci.yml, name it so or pass --config"
+			}
+		}
 		return "job", invalid.Problems, nil
 	}
 	if err != nil {
