@@ -114,10 +114,9 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 // --print describes them as JSON.
 func awsSetupCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("aws-setup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	printOnly := fs.Bool("print", false, "print every resource's name and settings as JSON and create nothing (needs no AWS access)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: iac-ci aws-setup [--print]
+		fmt.Fprint(fs.Output(), `Usage: iac-ci aws-setup [--print]
 
 Creates the AWS resources iac-ci uses, or brings existing ones in line: the SQS queues with their
 dead-letter queues, the DynamoDB tables with their indexes and TTL, and the S3 buckets with the
@@ -129,15 +128,19 @@ Names derive from IAC_CI_PREFIX (default iac-ci); each can be set on its own:
   IAC_CI_DONE_BUCKET, IAC_CI_RUN_KEY_PREFIX, IAC_CI_CODEBUILD_PROJECT, IAC_CI_SSM_DOCUMENT,
   IAC_CI_S3_PATH_STYLE. The region is AWS_REGION; credentials are the SDK's usual ones.
 
+Example:
+  AWS_REGION=eu-west-1 iac-ci aws-setup --print
+
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseFlags(fs, args, stdout)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("aws-setup takes no arguments, got %q", strings.Join(fs.Args(), " "))
+	if len(rest) > 0 {
+		return usagef("aws-setup takes no arguments, got %q", strings.Join(rest, " "))
 	}
 	cfg, err := awsbackend.FromEnv(getenv)
 	if err != nil {

@@ -11,18 +11,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
 // Version is set at build time with -ldflags "-X github.com/iac-ci/iac-ci/cli.Version=...".
 var Version = "dev"
 
-// Exit codes of `iac-ci run`.
+// Exit codes of every command; `iac-ci run` uses them all.
 const (
-	ExitSucceeded = 0
-	ExitFailed    = 1 // the run failed or timed out
-	ExitRejected  = 2 // the job was rejected, or the command was used wrongly
-	ExitError     = 3 // iac-ci itself could not do its work
+	ExitSucceeded   = 0
+	ExitFailed      = 1   // the run failed or timed out
+	ExitRejected    = 2   // the job was rejected, or the command was used wrongly
+	ExitError       = 3   // iac-ci itself could not do its work
+	ExitInterrupted = 130 // interrupted (Ctrl-C or SIGTERM), as shells report a SIGINT
 )
 
 // Env is the process environment as a lookup, so tests can give their own.
@@ -31,14 +33,20 @@ type Env func(string) string
 const usage = `iac-ci: a queue-driven CI engine for infrastructure code.
 
 Usage:
-  iac-ci run [flags] JOB_FILE     run a job embedded and print its result
+  iac-ci run [flags] JOB_FILE     run a job on this machine and print its result (- reads standard input)
+  iac-ci validate [flags] FILE... check jobs or .iac-ci.yml files without running anything
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
   iac-ci worker [flags]           run one order attempt handed over by CodeBuild or SSM
   iac-ci aws-setup [flags]        create the AWS resources iac-ci uses (queues, tables, buckets)
   iac-ci lambda                   run as an AWS Lambda function (the function is picked by $IAC_CI_FUNCTION)
   iac-ci version                  print the version
+  iac-ci help COMMAND             print a command's help, with an example
 
-Run 'iac-ci COMMAND -h' for a command's flags.
+Example:
+  iac-ci run examples/diamond.yaml
+
+Flags may come before or after the arguments. Exit codes: 0 succeeded, 1 the run failed or timed
+out, 2 the job was rejected or the command misused, 3 iac-ci's own error, 130 interrupted.
 `
 
 // Main runs iac-ci with args (without the program name) and returns the exit code.
@@ -50,7 +58,9 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 	var err error
 	switch args[0] {
 	case "run":
-		return runCommand(ctx, args[1:], getenv, stdout, stderr)
+		return runCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "validate":
+		return validateCommand(args[1:], getenv, stdin, stdout, stderr)
 	case "serve":
 		err = serveCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "worker":
@@ -60,9 +70,20 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 	case "lambda":
 		err = lambdaCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
+		if len(args) > 1 && slices.Contains([]string{"-h", "--help", "-help"}, args[1]) {
+			fmt.Fprint(stdout, "Usage: iac-ci version\n\nPrints the version of this iac-ci.\n\nExample:\n  iac-ci version\n")
+			return 0
+		}
 		fmt.Fprintln(stdout, "iac-ci", Version)
 		return 0
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 && args[0] == "help" {
+			if !slices.Contains(commands, args[1]) {
+				fmt.Fprintf(stderr, "iac-ci help: unknown command %q\n\n%s", args[1], usage)
+				return ExitRejected
+			}
+			return Main(ctx, []string{args[1], "-h"}, getenv, stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
@@ -83,6 +104,9 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 	}
 	return 0
 }
+
+// commands are the commands `iac-ci help` knows.
+var commands = []string{"run", "validate", "serve", "worker", "aws-setup", "lambda", "version"}
 
 // usageError is a mistake in how the command was called.
 type usageError struct{ msg string }

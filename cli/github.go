@@ -43,14 +43,19 @@ func addGitHubFlags(fs *flag.FlagSet, getenv Env) *githubFlags {
 	}
 }
 
+// tokenValue is the GitHub token: --github-token, or else $IAC_CI_GITHUB_TOKEN.
+func (g *githubFlags) tokenValue() string {
+	if *g.token != "" {
+		return *g.token
+	}
+	return g.getenv("IAC_CI_GITHUB_TOKEN")
+}
+
 // apply wires GitHub into o: the reporter as a watcher, a finisher and a runner, and the source
 // of jobs for GitHub events. Without a token it wires nothing but the clone URL.
 func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 	o.GitBaseURL = *g.gitURL
-	token := *g.token
-	if token == "" {
-		token = g.getenv("IAC_CI_GITHUB_TOKEN")
-	}
+	token := g.tokenValue()
 	if token == "" {
 		if *g.apiURL != "" {
 			return usagef("--github-api-url needs a token: pass --github-token or set IAC_CI_GITHUB_TOKEN")

@@ -29,7 +29,8 @@ const lambdaScratch = "/tmp/iac-ci"
 func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		fmt.Fprintf(stdout, "Usage: iac-ci lambda\n\nRuns as the AWS Lambda function named by $%s, one of: %s.\n"+
-			"The AWS resources are named by the same IAC_CI_* variables as `iac-ci aws-setup`; see docs/deploy.md.\n",
+			"The AWS resources are named by the same IAC_CI_* variables as `iac-ci aws-setup`; see docs/deploy.md.\n\n"+
+			"Example (the container image's command, in the Lambda function's configuration):\n  IAC_CI_FUNCTION=intake iac-ci lambda\n",
 			lambdafn.EnvFunction, strings.Join(lambdafn.Names, ", "))
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -16,51 +17,68 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/vcs/github"
 )
 
+const runUsage = `Usage: iac-ci run [flags] JOB_FILE
+
+Runs a job (JSON or YAML; - reads it from standard input) on this machine, every order as a local
+process, shows its progress (a live table on a terminal, a line per state change elsewhere) and
+prints its result. Exits 0 when the run succeeded, 1 when it failed or timed out, 2 when the job
+was rejected (every problem printed), 3 when iac-ci itself failed, 130 when interrupted.
+
+Example:
+  iac-ci run examples/diamond.yaml
+  iac-ci run examples/diamond.yaml --json
+  cat job.yaml | iac-ci run -
+
+Flags:
+`
+
 // runCommand is `iac-ci run`: run one job embedded, show its progress, print its result.
-func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) int {
+func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dataDir := fs.String("data", "", "data folder to keep state in (default: a temporary folder, removed afterwards)")
-	workers := fs.Int("workers", 4, "orders run at once per execution target")
+	workers := workersFlag(fs)
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
-	asJSON := fs.Bool("json", false, "print the final run as one JSON object instead of a table")
-	logLevel := fs.String("log-level", "warn", "log level on stderr: debug, info, warn, error")
+	asJSON := fs.Bool("json", false, "print the final run, or the problems of a rejected job, as one JSON object")
+	logLevel := logLevelFlag(fs, "warn")
 	gh := addGitHubFlags(fs, getenv)
 	gh.oneRun = true
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: iac-ci run [flags] JOB_FILE\n\nRuns a job (JSON or YAML) on this machine and exits 0 when it succeeded, 1 when it\nfailed or timed out, 2 when the job was rejected.\n\nFlags:")
+		fmt.Fprint(fs.Output(), runUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	files, err := parseFlags(fs, args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err == nil && len(files) != 1 {
+		err = usagef("run: give exactly one job file, or - for standard input (got %d: %s)", len(files), strings.Join(files, " "))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "iac-ci", err)
+		return ExitRejected
+	}
+	path := files[0]
+	job, env, err := loadJob(path, stdin, stderr, getenv)
+	if err != nil {
+		var invalid *domain.ValidationError
+		if *asJSON && errors.As(err, &invalid) {
+			writeProblems(stdout, problemsOf("", invalid.Problems))
+		}
+		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", displayName(path), err)
+		if filepath.Base(path) == github.ConfigPath {
+			fmt.Fprintf(stderr, "iac-ci run: %s is a repository's configuration, which pull requests run; check it with: iac-ci validate %s\n", path, path)
 		}
 		return ExitRejected
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "iac-ci run: give exactly one job file")
-		fs.Usage()
-		return ExitRejected
-	}
-	path := fs.Arg(0)
-	body, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(stderr, "iac-ci run:", err)
-		return ExitRejected
-	}
-	job, env, err := domain.DecodeJob(body)
-	if err == nil {
-		abs, _ := filepath.Abs(filepath.Dir(path))
-		job.BaseDir = abs
-		sub := producers.Submission{Job: job, Envelope: env, Source: "cli"}
-		err = (&producers.Accepter{Embedded: true}).Prepare(&sub)
-		job = sub.Job
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", path, err)
-		return ExitRejected
+	if job.GitRepo != "" && (job.PRNumber > 0 || job.IssueNumber > 0) && gh.tokenValue() == "" {
+		n := job.PRNumber
+		if n == 0 {
+			n = job.IssueNumber
+		}
+		fmt.Fprintf(stderr, "iac-ci run: the job names %s#%d, but there is no GitHub token (IAC_CI_GITHUB_TOKEN or --github-token): it will not comment there nor set a commit status\n", job.GitRepo, n)
 	}
 
 	dir, temporary := *dataDir, *dataDir == ""
@@ -114,7 +132,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", path, err)
 		return ExitRejected
 	}
-	progress := newProgress(stdout, !*asJSON, isTerminal(stdout))
+	progress := newProgress(stdout, !*asJSON, isTerminal(stdout) && getenv("TERM") != "dumb", getenv("NO_COLOR") == "")
 	progress.start(acc)
 	// The run is read at most every refresh, and at every change once its finalization is
 	// written (the Finisher above), to learn that it is reported. The progress display reads more
@@ -154,7 +172,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 			} else {
 				fmt.Fprintf(stderr, "iac-ci run: interrupted; the run goes on if you run `iac-ci serve --data %s`\n", dir)
 			}
-			return ExitError
+			return ExitInterrupted
 		case <-changes:
 		case <-finished:
 			ending = true
@@ -208,4 +226,92 @@ func duration(start, end *time.Time) string {
 		return "-"
 	}
 	return end.Sub(*start).Round(time.Millisecond).String()
+}
+
+// loadJob reads the job named on the command line (a file, or standard input for "-"), decodes
+// it, fills in what `iac-ci run` defaults (the username: the current user) and checks it as the
+// embedded engine would accept it. Every problem is in the *domain.ValidationError it returns.
+func loadJob(path string, stdin io.Reader, stderr io.Writer, getenv Env) (domain.Job, domain.Envelope, error) {
+	var body []byte
+	var baseDir string
+	var err error
+	if path == "-" {
+		if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+			fmt.Fprintln(stderr, "iac-ci: reading the job from standard input; end it with Ctrl-D")
+		}
+		// One byte over the limit is enough for DecodeJob to say the body is too large.
+		body, err = io.ReadAll(io.LimitReader(stdin, domain.MaxBodyBytes+1))
+		if err == nil {
+			baseDir, err = os.Getwd()
+		}
+	} else {
+		body, err = os.ReadFile(path)
+		if err == nil {
+			baseDir, err = filepath.Abs(filepath.Dir(path))
+		}
+	}
+	if err != nil {
+		return domain.Job{}, domain.Envelope{}, err
+	}
+	job, env, err := domain.DecodeJob(body)
+	if err != nil {
+		return job, env, err
+	}
+	if job.Username == "" {
+		job.Username = currentUser(getenv)
+	}
+	job.BaseDir = baseDir
+	sub := producers.Submission{Job: job, Envelope: env, Source: "cli"}
+	err = (&producers.Accepter{Embedded: true}).Prepare(&sub)
+	return sub.Job, env, err
+}
+
+// currentUser is who runs iac-ci, the username of a job run from the command line that names
+// none: the account's name, or $USER or $LOGNAME where the account has no name (a container's
+// numeric user).
+func currentUser(getenv Env) string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	for _, name := range []string{"USER", "LOGNAME"} {
+		if v := getenv(name); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// displayName is how a job file is named in messages.
+func displayName(path string) string {
+	if path == "-" {
+		return "standard input"
+	}
+	return path
+}
+
+// fileProblem is one problem of a job or config, and the file it is in when several were read.
+type fileProblem struct {
+	File string `json:"file,omitempty"`
+	domain.Problem
+}
+
+func problemsOf(file string, problems []domain.Problem) []fileProblem {
+	out := make([]fileProblem, 0, len(problems))
+	for _, p := range problems {
+		out = append(out, fileProblem{File: file, Problem: p})
+	}
+	return out
+}
+
+// writeProblems prints problems as one JSON object, {"problems": [{"path", "message"}]}, the
+// shape of the problems in the HTTP API's 400 answers.
+func writeProblems(w io.Writer, problems []fileProblem) {
+	if problems == nil {
+		problems = []fileProblem{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(struct {
+		Problems []fileProblem `json:"problems"`
+	}{problems})
 }

@@ -13,29 +13,30 @@ import (
 // process, until interrupted.
 func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	dataDir := fs.String("data", "./.iac-ci", "data folder (embedded backend)")
-	workers := fs.Int("workers", 4, "orders run at once per execution target")
+	workers := workersFlag(fs)
 	secret := fs.String("webhook-secret", "", "secret that signs webhook bodies (default $IAC_CI_WEBHOOK_SECRET)")
 	insecure := fs.Bool("insecure-skip-signature", false, "accept unsigned webhook bodies (local experiments only)")
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	backend := fs.String("backend", "embedded", "embedded (SQLite and a folder) or aws")
+	logFormat := logFormatFlag(fs)
+	logLevel := logLevelFlag(fs, "info")
+	backend := choiceFlag(fs, "backend", "embedded", "where state and queues live: SQLite and a folder, or AWS", "embedded", "aws")
 	visibility := fs.Duration("visibility", 15*time.Second, "embedded: how long a received message stays hidden; consumers extend it while they work, so it bounds how soon a dead consumer's work is retried")
 	publicURL := fs.String("public-url", "", "where people and GitHub reach this server, for links in comments and done_endpt (default: the listening address)")
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\n"+
+			"Example:\n  IAC_CI_WEBHOOK_SECRET=$(openssl rand -hex 32) iac-ci serve --addr 127.0.0.1:8080 --data ./.iac-ci\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseFlags(fs, args, stdout)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("serve takes no arguments, got %q", strings.Join(fs.Args(), " "))
+	if len(rest) > 0 {
+		return usagef("serve takes no arguments, got %q", strings.Join(rest, " "))
 	}
 	if *secret == "" {
 		*secret = getenv("IAC_CI_WEBHOOK_SECRET")

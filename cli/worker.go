@@ -42,6 +42,9 @@ its process list, so prefer the environment for the URLs):
                             the attempt; read from the callback URL when not given
 Parameter Store is reached with the usual AWS settings (AWS_REGION, or the instance's region).
 
+Example:
+  IAC_CI_BUNDLE_URL=... IAC_CI_CALLBACK_URL=... IAC_CI_RUN_KEY_PARAMETER=/iac-ci/run-keys/RUN_ID iac-ci worker
+
 Flags:`
 
 // workerInputs is what one attempt is handed.
@@ -73,7 +76,6 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // workerCommand is `iac-ci worker`: one order attempt, as CodeBuild or an SSM instance runs it.
 func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var in workerInputs
 	// No flag has a default from the environment: -h prints defaults, and these are credentials.
 	fs.StringVar(&in.bundleURL, "bundle-url", "", "presigned GET URL of the order's bundle (or $"+consumers.EnvBundleURL+")")
@@ -88,20 +90,18 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	fs.StringVar(&in.orderRole, "order-role-arn", "", "role whose credentials the commands get, assumed with this process's own (or $"+envOrderRoleARN+
 		"); without one the commands get no AWS credentials")
 	fs.DurationVar(&in.orderSession, "order-role-session", time.Hour, "how long the order role's session lasts, at most the role's max_session_duration (or $"+envOrderRoleSession+")")
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := logFormatFlag(fs)
+	logLevel := logLevelFlag(fs, "info")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, workerUsage)
+		fmt.Fprintln(fs.Output(), workerUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("worker: %v", err)
+	rest, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("worker takes no arguments, got %q", strings.Join(fs.Args(), " "))
+	if len(rest) > 0 {
+		return usagef("worker takes no arguments, got %q", strings.Join(rest, " "))
 	}
 	for _, f := range []struct {
 		v   *string

@@ -144,27 +144,7 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 	}
 	var job domain.Job
 	if len(problems) == 0 {
-		job = cfg.Job
-		if job.Username == "" {
-			job.Username = pr.GetUser().GetLogin()
-		}
-		job.GitRepo, job.PRNumber, job.CommitHash = base, number, headSHA
-		for i := range job.Orders {
-			o := &job.Orders[i]
-			if o.GitFolder != "" && o.GitRepo == "" {
-				o.GitRepo = base
-			}
-			if o.GitFolder != "" && o.CommitHash == "" && strings.EqualFold(o.GitRepo, base) {
-				o.CommitHash = headSHA
-			}
-		}
-		job.Normalize(false)
-		var invalid *domain.ValidationError
-		if err := domain.Validate(job); errors.As(err, &invalid) {
-			problems = invalid.Problems
-		} else if err != nil {
-			problems = []domain.Problem{{Message: err.Error()}}
-		}
+		job, problems = configJob(cfg, base, number, headSHA, pr.GetUser().GetLogin())
 	}
 	if len(problems) > 0 {
 		reason := fmt.Sprintf("%s at %s has %d problems, listed in a comment on the pull request", ConfigPath, shortSHA(configRef), len(problems))
@@ -202,6 +182,49 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 	job.Orders = orders
 	job.NoSecrets = fork
 	return EventResult{Job: &job}, nil
+}
+
+// configJob makes a config into the job of a pull request: base is the repository, number and
+// headSHA the pull request's, author who opened it. It returns the job normalized, and every
+// problem Validate finds in it.
+func configJob(cfg repoConfig, base string, number int, headSHA, author string) (domain.Job, []domain.Problem) {
+	job := cfg.Job
+	if job.Username == "" {
+		job.Username = author
+	}
+	job.GitRepo, job.PRNumber, job.CommitHash = base, number, headSHA
+	for i := range job.Orders {
+		o := &job.Orders[i]
+		if o.GitFolder != "" && o.GitRepo == "" {
+			o.GitRepo = base
+		}
+		if o.GitFolder != "" && o.CommitHash == "" && strings.EqualFold(o.GitRepo, base) {
+			o.CommitHash = headSHA
+		}
+	}
+	job.Normalize(false)
+	var invalid *domain.ValidationError
+	if err := domain.Validate(job); errors.As(err, &invalid) {
+		return job, invalid.Problems
+	} else if err != nil {
+		return job, []domain.Problem{{Message: err.Error()}}
+	}
+	return job, nil
+}
+
+// CheckConfig checks a .iac-ci.yml without GitHub, as a pull request's event would check it,
+// and returns every problem. The fields a pull request supplies (the repository, the number,
+// the head commit, the author) are filled with stand-ins, so what is checked is the file alone.
+func CheckConfig(text []byte) []domain.Problem {
+	if len(text) > domain.MaxBodyBytes {
+		return []domain.Problem{{Message: fmt.Sprintf("the file is %d bytes: keep it under %d bytes", len(text), domain.MaxBodyBytes)}}
+	}
+	cfg, problems := parseConfig(text)
+	if len(problems) > 0 {
+		return problems
+	}
+	_, problems = configJob(cfg, "owner/repository", 1, strings.Repeat("0", 40), "author")
+	return problems
 }
 
 // readConfig reads and checks .iac-ci.yml at ref. A file that is missing, not a file or unreadable
