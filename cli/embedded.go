@@ -46,6 +46,7 @@ type Options struct {
 	SweepInterval time.Duration
 	WebhookSecret []byte
 	Insecure      bool
+	APIToken      []byte // guards the read and control routes (producers.Server.APIToken)
 	GitBaseURL    string
 	// GitHubToken, when set, also clones the code of runs that GitHub events start (their jobs
 	// come from the repository's own .iac-ci.yml and carry no git_token_location).
@@ -148,6 +149,11 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 		return fail(err)
 	}
 	s.closers = append(s.closers, stateDB.Close)
+	// Deleting a database under the running process loses, silently, everything written after.
+	health, err := sqlitedb.FileCheck(filepath.Join(o.DataDir, QueuesDB), filepath.Join(o.DataDir, StoreDB))
+	if err != nil {
+		return fail(err)
+	}
 	specs := queues.Topology()
 	for i := range specs {
 		specs[i].Visibility = o.Visibility
@@ -220,7 +226,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 		return fail(err)
 	}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: st, Done: done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log,
+		Insecure: o.Insecure, APIToken: o.APIToken, GitHub: o.GitHub, Log: o.Log, Health: health,
 		Extra: map[string]http.Handler{"/blobs/": folderblobs.Handler(internal, done)}}
 	return s, nil
 }

@@ -111,7 +111,12 @@ func lambdaPieces(ctx context.Context, name string, getenv Env, log *slog.Logger
 		return p, usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
 			"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
 	}
-	p.Server = &producers.Server{Accepter: b.Accepter(doneURL), Store: b.Store, Done: b.Done, Secret: []byte(secret), Log: log}
+	apiToken, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvAPITokenLocation)
+	if err != nil {
+		return p, err
+	}
+	p.Server = &producers.Server{Accepter: b.Accepter(doneURL), Store: b.Store, Done: b.Done, Secret: []byte(secret), Log: log,
+		APIToken: []byte(apiToken), GuardedUpstream: getenv(lambdafn.EnvStatusAuthorization) == "AWS_IAM"}
 	token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
 	if err != nil {
 		return p, err

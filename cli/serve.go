@@ -18,7 +18,8 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	dataDir := fs.String("data", "./.iac-ci", "data folder (embedded backend)")
 	workers := fs.Int("workers", 4, "orders run at once per execution target")
 	secret := fs.String("webhook-secret", "", "secret that signs webhook bodies (default $IAC_CI_WEBHOOK_SECRET)")
-	insecure := fs.Bool("insecure-skip-signature", false, "accept unsigned webhook bodies (local experiments only)")
+	insecure := fs.Bool("insecure-skip-signature", false, "accept unsigned webhook bodies, and without an API token answer reads unauthenticated (local experiments only)")
+	apiToken := fs.String("api-token", "", "token every read and control route asks for as Authorization: Bearer <token> (default $IAC_CI_API_TOKEN, which keeps it out of the process list)")
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -28,7 +29,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts. Every GET but\n/healthz asks for Authorization: Bearer <API token>, or a signed link to one run (the\nstatus link of a pull-request comment).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -44,10 +45,18 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 		return usagef("no webhook secret: pass --webhook-secret or set IAC_CI_WEBHOOK_SECRET " +
 			"(or --insecure-skip-signature to accept unsigned bodies, for local experiments only)")
 	}
+	if *apiToken == "" {
+		*apiToken = getenv("IAC_CI_API_TOKEN")
+	}
+	if *apiToken == "" && !*insecure {
+		return usagef("no API token: pass --api-token or set IAC_CI_API_TOKEN; GET /runs/{run_id}, /runs/{run_id}/events and " +
+			"/done/{run_id} ask for it as Authorization: Bearer <token> " +
+			"(or --insecure-skip-signature to answer them to anyone, for local experiments only)")
+	}
 	log := newLogger(stderr, *logFormat, *logLevel)
 	opts := Options{
 		DataDir: *dataDir, Addr: *addr, Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv, Log: log,
-		WebhookSecret: []byte(*secret), Insecure: *insecure, Visibility: *visibility, PublicURL: *publicURL,
+		WebhookSecret: []byte(*secret), Insecure: *insecure, APIToken: []byte(*apiToken), Visibility: *visibility, PublicURL: *publicURL,
 	}
 	if err := gh.apply(&opts, log); err != nil {
 		return err

@@ -37,6 +37,7 @@ const (
 	fixtures = "../../shared/fixtures/aws"
 	prefix   = "iac-ci-test-"
 	secret   = "webhook-secret-for-tests"
+	apiToken = "api-token-for-tests"
 )
 
 // twoOrders is a job of two lambda orders, the second depending on the first.
@@ -137,7 +138,7 @@ func setup(t *testing.T) *deployment {
 	}
 	intake := &producers.Intake{Engine: e, Secrets: &localsecrets.Source{}, WorkDir: filepath.Join(dir, "intake")}
 	accepter := &producers.Accepter{Blobs: internal, Queues: broker}
-	server := &producers.Server{Accepter: accepter, Store: st, Done: done, Secret: []byte(secret), Log: log}
+	server := &producers.Server{Accepter: accepter, Store: st, Done: done, Secret: []byte(secret), APIToken: []byte(apiToken), Log: log}
 	d.pieces = lambdafn.Pieces{Engine: e, Server: server, Intake: intake, QueuePrefix: prefix,
 		WorkRoot: filepath.Join(dir, "work"), BaseEnv: []string{"PATH=" + os.Getenv("PATH")},
 		Starters:        map[domain.Target]consumers.Starter{domain.TargetCodeBuild: d.builds},
@@ -294,8 +295,10 @@ func TestWebhookAnswersSignedJobsAndRefusesUnsigned(t *testing.T) {
 		{name: "ssm route", req: apiRequest(t, "POST", "/ssm", body, nil), want: 401},
 		{name: "no such path", req: apiRequest(t, "POST", "/nowhere", body, nil), want: 404},
 	}
-	b64 := apiRequest(t, "POST", "/webhook", nil, map[string]string{"x-hub-signature-256": sig})
-	b64.Body, b64.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
+	// Another job: the same body again would be a replay, answered with the first run.
+	other := []byte(strings.Replace(twoOrders, "lambda-test", "lambda-test-b64", 1))
+	b64 := apiRequest(t, "POST", "/webhook", nil, map[string]string{"x-hub-signature-256": producers.Sign([]byte(secret), other)})
+	b64.Body, b64.IsBase64Encoded = base64.StdEncoding.EncodeToString(other), true
 	tests = append(tests, struct {
 		name    string
 		req     events.APIGatewayV2HTTPRequest
@@ -334,7 +337,8 @@ func TestWebhookAnswersSignedJobsAndRefusesUnsigned(t *testing.T) {
 				t.Fatalf("%s: body %q is no accepted run (%v)", tc.name, resp.Body, err)
 			}
 			// The run's status is readable through the same function before intake has run.
-			st := invoke[events.APIGatewayV2HTTPResponse](t, h, apiRequest(t, "GET", "/runs/"+acc.RunID, nil, nil))
+			st := invoke[events.APIGatewayV2HTTPResponse](t, h, apiRequest(t, "GET", "/runs/"+acc.RunID, nil,
+				map[string]string{"authorization": "Bearer " + apiToken}))
 			if st.StatusCode != 200 || !strings.Contains(st.Body, `"accepted"`) {
 				t.Fatalf("%s: GET /runs/%s got %d %s, want 200 accepted", tc.name, acc.RunID, st.StatusCode, st.Body)
 			}
@@ -432,7 +436,7 @@ func TestMessageFromStoredSQSRecord(t *testing.T) {
 func TestBatchListsExactlyTheRecordsWhoseHandlerFailed(t *testing.T) {
 	t.Parallel()
 	d := setup(t)
-	first, second := d.submit(t, twoOrders), d.submit(t, twoOrders)
+	first, second := d.submit(t, twoOrders), d.submit(t, strings.Replace(twoOrders, "lambda-test", "lambda-test-2", 1))
 
 	q, err := d.broker.Queue(queues.Intake)
 	if err != nil {
