@@ -70,8 +70,9 @@ type Server struct {
 	// GuardedUpstream, those routes answer 401.
 	APIToken []byte
 	// GuardedUpstream says something in front of the server authenticates every read and control
-	// request (API Gateway's IAM auth on the webhook function's GET routes), so that without an
-	// APIToken those routes are open here.
+	// request (API Gateway's IAM auth on the webhook function's GET routes, whose SigV4 signature
+	// takes the Authorization header), so that what reaches those routes is let through. With
+	// IAM off (status_authorization NONE), the APIToken guards them here instead.
 	GuardedUpstream bool
 	// LinkTTL is how long a signed run link is valid; DefaultLinkTTL when zero.
 	LinkTTL time.Duration

@@ -172,7 +172,8 @@ func TestReadRoutesNeedTheAPIToken(t *testing.T) {
 	}
 }
 
-// A server without an API token answers no read, unless it is insecure or guarded upstream.
+// A server without an API token answers no read, unless it is insecure or guarded upstream
+// (where API Gateway checked the caller's SigV4 signature, which fills the Authorization header).
 func TestReadRoutesWithoutAConfiguredToken(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -184,6 +185,7 @@ func TestReadRoutesWithoutAConfiguredToken(t *testing.T) {
 		{"insecure", func(s *producers.Server) { s.APIToken, s.Insecure = nil, true }, http.StatusOK},
 		{"guarded upstream", func(s *producers.Server) { s.APIToken, s.GuardedUpstream = nil, true }, http.StatusOK},
 		{"insecure with a token", func(s *producers.Server) { s.Insecure = true }, http.StatusUnauthorized},
+		{"guarded upstream with a token", func(s *producers.Server) { s.GuardedUpstream = true }, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
