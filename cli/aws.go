@@ -111,7 +111,7 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 		})
 	}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: b.Store, Done: b.Done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, APIToken: o.APIToken, GitHub: o.GitHub, Log: o.Log, Extra: extra}
+		Insecure: o.Insecure, APIToken: o.APIToken, GitHub: o.GitHub, Log: o.Log, Reads: extra}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -88,8 +88,12 @@ type Server struct {
 	// GitHub handles requests with an X-GitHub-Event header; nil answers them 501.
 	GitHub EventSource
 	Log    *slog.Logger
-	// Extra serves other paths (the embedded blob URLs), may be nil.
+	// Extra serves other paths that carry their own authentication (the embedded blob URLs,
+	// each presigned); may be nil.
 	Extra map[string]http.Handler
+	// Reads serves more read or control routes (pattern to handler), guarded as the built-in
+	// ones are; may be nil.
+	Reads map[string]http.Handler
 }
 
 // Handler returns the routes.
@@ -103,6 +107,9 @@ func (s *Server) Handler() http.Handler {
 	rt.guarded("GET /runs/{run_id}", s.runStatus)
 	rt.guarded("GET /runs/{run_id}/events", s.runEvents)
 	rt.guarded("GET /done/{run_id}", s.done)
+	for p, h := range s.Reads {
+		rt.guarded(p, h.ServeHTTP)
+	}
 	for p, h := range s.Extra {
 		rt.mux.Handle(p, h) // the embedded blob URLs: each carries its own signature
 	}

@@ -147,9 +147,20 @@ func jobBody(name string) string {
 // Unauthenticated reads of a run answer 401; the API token opens them; /healthz stays open.
 func TestReadRoutesNeedTheAPIToken(t *testing.T) {
 	t.Parallel()
-	s := setupServer(t, nil)
+	// A route added later through Reads is guarded as the built-in ones are.
+	s := setupServer(t, func(s *producers.Server) {
+		s.Reads = map[string]http.Handler{"GET /metrics": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "metrics")
+		})}
+	})
 	run := s.startRun(t, jobBody("plan"))
-	for _, path := range []string{"/runs/" + run.RunID, "/runs/" + run.RunID + "/events", "/done/" + run.RunID} {
+	if code, body := s.do(t, http.MethodGet, "/metrics", nil, bearer(httpToken)); code != http.StatusOK || body != "metrics" {
+		t.Errorf("GET /metrics with the token: %d %s, want 200", code, body)
+	}
+	if code, _ := s.do(t, http.MethodGet, "/metrics"+s.server.RunLinkQuery(run.RunID), nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics with a run's link: %d, want 401 (a link opens its run only)", code)
+	}
+	for _, path := range []string{"/metrics", "/runs/" + run.RunID, "/runs/" + run.RunID + "/events", "/done/" + run.RunID} {
 		if code, body := s.do(t, http.MethodGet, path, nil, nil); code != http.StatusUnauthorized || !strings.Contains(body, "Authorization: Bearer") {
 			t.Errorf("GET %s without a token: %d %s, want 401 saying how to authenticate", path, code, body)
 		}
