@@ -315,9 +315,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, body []byte, sou
 }
 
 // checkTrace refuses a caller-chosen trace_id that another run already has: a run's history is
-// read by its trace id, and belongs to that run alone. (A run accepted a moment ago but not yet
-// through intake has no history yet and is not seen; GET /runs/{run_id}/events keeps only the
-// run's own events, so even then the histories do not mix.)
+// stored under its trace id, and belongs to that run alone. (A run accepted a moment ago but not
+// yet through intake has no history yet and is not seen; RunEvents keeps only the run's own
+// events, so even then the histories do not mix.)
 func (s *Server) checkTrace(ctx context.Context, sub Submission) error {
 	trace := sub.Envelope.TraceID
 	if trace == "" || !ValidID(trace) {
@@ -506,20 +506,30 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	events, err := s.Store.ListEvents(r.Context(), run.TraceID)
+	events, err := RunEvents(r.Context(), s.Store, run)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	// A trace's events are the run's: a trace id is never given to a second run (Accepter.Accept
-	// refuses it). Keep only this run's anyway, should an older data folder hold two runs of one.
+	writeJSON(w, http.StatusOK, map[string]any{"run_id": run.RunID, "trace_id": run.TraceID, "events": events})
+}
+
+// RunEvents returns a run's history, in order. The store keys events by trace id, and a trace id
+// is not given to a second run (the webhook refuses a trace_id another run has, checkTrace); the
+// run's own are kept all the same, for two runs accepted at once under one chosen trace_id (the
+// second is refused only once the first has a history) and for data folders of older versions.
+func RunEvents(ctx context.Context, st store.Store, run domain.Run) ([]domain.Event, error) {
+	events, err := st.ListEvents(ctx, run.TraceID)
+	if err != nil {
+		return nil, err
+	}
 	own := events[:0]
 	for _, e := range events {
 		if e.RunID == run.RunID {
 			own = append(own, e)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"run_id": run.RunID, "trace_id": run.TraceID, "events": own})
+	return own, nil
 }
 
 // NotFinished is what GET /done/{run_id} answers (202) for a run that has not ended yet.

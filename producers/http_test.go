@@ -415,3 +415,35 @@ func TestUnhealthyServerTakesNoJobs(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// Two runs accepted at once under one chosen trace_id (the second is refused only once the first
+// has a history) still read back their own histories alone.
+func TestRunsSharingATraceKeepTheirOwnHistories(t *testing.T) {
+	t.Parallel()
+	s := setupServer(t, nil)
+	var runs []producers.Accepted
+	for _, name := range []string{"first", "second"} {
+		code, acc := s.post(t, `{"trace_id": "raced-trace", "job_parameters_b64": "`+b64(jobBody(name))+`"}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST %s: %d", name, code)
+		}
+		runs = append(runs, acc)
+	}
+	if n := s.intakeAll(t); n != 2 {
+		t.Fatalf("%d intake messages, want 2", n)
+	}
+	for i, acc := range runs {
+		code, body := s.do(t, http.MethodGet, "/runs/"+acc.RunID+"/events", nil, bearer(httpToken))
+		var h struct {
+			Events []domain.Event `json:"events"`
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &h) != nil || len(h.Events) == 0 {
+			t.Fatalf("GET events of run %d: %d %s", i, code, body)
+		}
+		for _, e := range h.Events {
+			if e.RunID != acc.RunID {
+				t.Errorf("history of run %s holds an event of run %s: %+v", acc.RunID, e.RunID, e)
+			}
+		}
+	}
+}
