@@ -117,9 +117,10 @@ func (s *Server) Handler() http.Handler {
 	return rt.mux
 }
 
-// routes registers the server's routes. A read or control route is registered with guarded,
-// and so gets the one authentication (guard) and the check of its run id; only the signed posts
-// and /healthz are open.
+// routes registers the server's routes. A read or control route is registered with guarded
+// (or given in Server.Reads), and so gets the one authentication (guard) and the check of its run
+// id; only the signed posts and /healthz are open. A route about one run names its wildcard
+// {run_id}: that is what a signed run link is checked against, and what is checked to be an id.
 type routes struct {
 	s   *Server
 	mux *http.ServeMux
