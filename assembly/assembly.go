@@ -28,9 +28,15 @@ type Options struct {
 	// address later).
 	PublicURL func() string
 
-	// WebhookSecret signs webhook bodies; Insecure accepts unsigned ones.
+	// WebhookSecret signs webhook bodies; Insecure accepts unsigned ones and, without an
+	// APIToken, answers reads to anyone.
 	WebhookSecret []byte
 	Insecure      bool
+	// APIToken guards every read and control route (Authorization: Bearer <token>, or a signed
+	// link to one run); GuardedUpstream says something in front (API Gateway's IAM auth) already
+	// authenticates them (producers.Server).
+	APIToken        []byte
+	GuardedUpstream bool
 	// GitHub turns pull-request events into jobs; nil answers them 501.
 	GitHub producers.EventSource
 	// GitBaseURL is where git_repo is cloned from; GitHubToken clones the code of runs that
@@ -54,7 +60,8 @@ type Options struct {
 	BaseEnv []string
 	// SweepInterval is how often Serve sweeps; zero is a minute.
 	SweepInterval time.Duration
-	// Routes are HTTP routes of the host's own (a debugging endpoint); may be nil.
+	// Routes are read routes of the host's own (a debugging endpoint), guarded as every read
+	// route is; may be nil.
 	Routes map[string]http.Handler
 	// Runners run beside the consumers, from Start until its ctx ends (the pull-request
 	// reporter's publishing loop); each gets the system, whose store and URL it may need.
@@ -125,15 +132,9 @@ func New(p Ports, o Options) (*System, error) {
 	s.Accepter = &producers.Accepter{Blobs: p.Internal, Queues: p.Queues, DoneURL: doneURL, Embedded: p.Embedded}
 	s.Intake = &producers.Intake{Engine: s.Engine, Secrets: p.Secrets, Getenv: p.Getenv, GetObject: p.GetObject,
 		GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken, WorkDir: intakeDir}
-	extra := map[string]http.Handler{}
-	for path, h := range p.Routes {
-		extra[path] = h
-	}
-	for path, h := range o.Routes {
-		extra[path] = h
-	}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: p.Store, Done: p.Done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra}
+		Insecure: o.Insecure, APIToken: o.APIToken, GuardedUpstream: o.GuardedUpstream, GitHub: o.GitHub, Log: o.Log,
+		Health: p.Health, Extra: p.Routes, Reads: o.Routes}
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
 

@@ -54,9 +54,12 @@ type Ports struct {
 	// The engine's repair delays (engine.Engine); zero keeps the engine's defaults.
 	RequeueAfter, WaitRecheck, Grace time.Duration
 
-	// Routes are HTTP routes the backend serves itself (the embedded blob server's presigned
-	// URLs); may be nil.
+	// Routes are HTTP routes the backend serves itself, open to anyone who holds a URL (the
+	// embedded blob server's presigned URLs carry their own signature); may be nil.
 	Routes map[string]http.Handler
+	// Health reports whether the backend can still keep what is accepted (the embedded data
+	// folder's databases are still there); nil is always healthy.
+	Health func(ctx context.Context) error
 }
 
 // visibility is queue's visibility timeout.

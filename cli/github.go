@@ -81,7 +81,11 @@ func (g *githubFlags) apply(o *Options, log *slog.Logger) error {
 	o.Runners = append(o.Runners, func(ctx context.Context, s *assembly.System) {
 		var statusURL func(string) string
 		if !oneRun {
-			statusURL = func(runID string) string { return s.PublicURL() + "/runs/" + url.PathEscape(runID) }
+			// The link carries a read-only capability for its one run, so that people on the
+			// pull request open its status without the API token.
+			statusURL = func(runID string) string {
+				return s.PublicURL() + "/runs/" + url.PathEscape(runID) + s.Server.RunLinkQuery(runID)
+			}
 		}
 		reporter.Run(ctx, s.Engine.Store, statusURL)
 	})

@@ -17,10 +17,12 @@ func TestGitHubFlagsAreChecked(t *testing.T) {
 		env  map[string]string
 		want string // in stderr
 	}{
-		{"api URL without a token", []string{"serve", "--webhook-secret", "s", "--github-api-url", "https://ghe.example.com/api/v3/"},
+		{"api URL without a token", []string{"serve", "--webhook-secret", "s", "--api-token", "a", "--github-api-url", "https://ghe.example.com/api/v3/"},
 			nil, "--github-api-url needs a token"},
-		{"api URL that is not http", []string{"serve", "--webhook-secret", "s", "--github-token", token, "--github-api-url", "ftp://ghe.example.com/"},
+		{"api URL that is not http", []string{"serve", "--webhook-secret", "s", "--api-token", "a", "--github-token", token, "--github-api-url", "ftp://ghe.example.com/"},
 			nil, "is not an http(s) URL"},
+		{"serve without an API token", []string{"serve", "--webhook-secret", "s"},
+			nil, "no API token: pass --api-token or set IAC_CI_API_TOKEN"},
 		{"run, token from the environment", []string{"run", "--github-api-url", "ghe.example.com"},
 			map[string]string{"IAC_CI_GITHUB_TOKEN": token}, "is not an http(s) URL"},
 	}

@@ -31,6 +31,7 @@ type Options struct {
 	SweepInterval time.Duration
 	WebhookSecret []byte
 	Insecure      bool
+	APIToken      []byte // guards the read and control routes (producers.Server.APIToken)
 	GitBaseURL    string
 	// GitHubToken, when set, also clones the code of runs that GitHub events start (their jobs
 	// come from the repository's own .iac-ci.yml and carry no git_token_location).
@@ -77,7 +78,7 @@ func (h *host) publicURL(o Options) func() string {
 // assemble builds the system on ports, with what the options say of the host.
 func (h *host) assemble(p assembly.Ports, o Options, scratch string, inProcess bool) error {
 	sys, err := assembly.New(p, assembly.Options{
-		Log: o.Log, PublicURL: h.publicURL(o), WebhookSecret: o.WebhookSecret, Insecure: o.Insecure,
+		Log: o.Log, PublicURL: h.publicURL(o), WebhookSecret: o.WebhookSecret, Insecure: o.Insecure, APIToken: o.APIToken,
 		GitHub: o.GitHub, GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken,
 		Watchers: o.Watchers, Finishers: o.Finishers, Runners: o.Runners,
 		ScratchDir: scratch, Workers: o.Workers, ResultsInProcess: inProcess, SweepInterval: o.SweepInterval,

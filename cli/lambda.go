@@ -96,6 +96,11 @@ func lambdaSystem(ctx context.Context, name string, getenv Env, log *slog.Logger
 				"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
 		}
 		o.WebhookSecret = []byte(secret)
+		apiToken, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvAPITokenLocation)
+		if err != nil {
+			return nil, "", err
+		}
+		o.APIToken, o.GuardedUpstream = []byte(apiToken), getenv(lambdafn.EnvStatusAuthorization) == "AWS_IAM"
 		token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
 		if err != nil {
 			return nil, "", err

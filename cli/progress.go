@@ -81,8 +81,8 @@ func (p *progress) events(events []domain.Event) {
 			continue
 		}
 		line := fmt.Sprintf("%7.2fs  %-24s %-10s %s", ev.Time.Sub(p.started).Seconds(), ev.OrderName, p.targets[ev.OrderName], ev.Status)
-		if ev.Details != "" {
-			line += ": " + ev.Details
+		if d := domain.OrderStatus(ev.Status).ReasonAfter(ev.Details); d != "" {
+			line += ": " + d
 		}
 		fmt.Fprintln(p.w, line)
 	}

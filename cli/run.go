@@ -153,7 +153,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 				shown = time.Now()
 				var events []domain.Event
 				if progress.enabled && !progress.terminal {
-					events, _ = sys.Engine.Store.ListEvents(ctx, run.TraceID)
+					events, _ = producers.RunEvents(ctx, sys.Engine.Store, run)
 				}
 				orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
 				if lerr == nil {

@@ -17,7 +17,8 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	dataDir := fs.String("data", "./.iac-ci", "data folder (embedded backend)")
 	workers := workersFlag(fs)
 	secret := fs.String("webhook-secret", "", "secret that signs webhook bodies (default $IAC_CI_WEBHOOK_SECRET)")
-	insecure := fs.Bool("insecure-skip-signature", false, "accept unsigned webhook bodies (local experiments only)")
+	insecure := fs.Bool("insecure-skip-signature", false, "accept unsigned webhook bodies, and without an API token answer reads unauthenticated (local experiments only)")
+	apiToken := fs.String("api-token", "", "token every read and control route asks for as Authorization: Bearer <token> (default $IAC_CI_API_TOKEN, which keeps it out of the process list)")
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
 	logFormat := logFormatFlag(fs)
 	logLevel := logLevelFlag(fs, "info")
@@ -27,8 +28,8 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\n"+
-			"Example:\n  IAC_CI_WEBHOOK_SECRET=$(openssl rand -hex 32) iac-ci serve --addr 127.0.0.1:8080 --data ./.iac-ci\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts. Every GET but\n/healthz asks for Authorization: Bearer <API token>, or a signed link to one run (the\nstatus link of a pull-request comment).\n\n"+
+			"Example:\n  IAC_CI_WEBHOOK_SECRET=$(openssl rand -hex 32) IAC_CI_API_TOKEN=$(openssl rand -hex 32) iac-ci serve --addr 127.0.0.1:8080 --data ./.iac-ci\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	rest, err := parseFlags(fs, args, stdout)
@@ -45,10 +46,18 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 		return usagef("no webhook secret: pass --webhook-secret or set IAC_CI_WEBHOOK_SECRET " +
 			"(or --insecure-skip-signature to accept unsigned bodies, for local experiments only)")
 	}
+	if *apiToken == "" {
+		*apiToken = getenv("IAC_CI_API_TOKEN")
+	}
+	if *apiToken == "" && !*insecure {
+		return usagef("no API token: pass --api-token or set IAC_CI_API_TOKEN; GET /runs/{run_id}, /runs/{run_id}/events and " +
+			"/done/{run_id} ask for it as Authorization: Bearer <token> " +
+			"(or --insecure-skip-signature to answer them to anyone, for local experiments only)")
+	}
 	log := newLogger(stderr, *logFormat, *logLevel)
 	opts := Options{
 		DataDir: *dataDir, Addr: *addr, Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv, Log: log,
-		WebhookSecret: []byte(*secret), Insecure: *insecure, Visibility: *visibility, PublicURL: *publicURL,
+		WebhookSecret: []byte(*secret), Insecure: *insecure, APIToken: []byte(*apiToken), Visibility: *visibility, PublicURL: *publicURL,
 	}
 	if err := gh.apply(&opts, log); err != nil {
 		return err

@@ -1,5 +1,7 @@
 package domain
 
+import "strings"
+
 // OrderStatus is where an order stands. An order moves waiting → queued → running → one terminal
 // status, each move a single conditional write from the expected prior status (see CanMoveOrder).
 type OrderStatus string
@@ -90,4 +92,17 @@ func ResolveRunStatus(deadlinePassed bool, mustFailed, mustTimedOut int) RunStat
 		return RunFailed
 	}
 	return RunSucceeded
+}
+
+// ReasonAfter returns an order's reason as it reads after the order's status: a reason that
+// starts by restating the status ("timed out: command 1 was still running ...", shown after
+// timed_out) loses that start, so that a line reads "timed_out: command 1 was still running".
+func (s OrderStatus) ReasonAfter(reason string) string {
+	words := strings.ReplaceAll(string(s), "_", " ")
+	for _, prefix := range []string{words + ":", string(s) + ":"} {
+		if len(reason) > len(prefix) && strings.EqualFold(reason[:len(prefix)], prefix) {
+			return strings.TrimSpace(reason[len(prefix):])
+		}
+	}
+	return reason
 }

@@ -98,3 +98,23 @@ func TestResolveRunStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestReasonAfterStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status       OrderStatus
+		reason, want string
+	}{
+		{OrderTimedOut, "timed out: command 1 was still running when the order's timeout passed", "command 1 was still running when the order's timeout passed"},
+		{OrderTimedOut, "Timed_Out: no result within the order's timeout of 60s", "no result within the order's timeout of 60s"},
+		{OrderFailed, "failed: exit 2", "exit 2"},
+		{OrderFailed, "timed out: no", "timed out: no"}, // another status's words stay
+		{OrderFailed, "failed:", "failed:"},             // nothing after the status: left as it is
+		{OrderSkipped, "dependency plan failed", "dependency plan failed"},
+		{OrderSucceeded, "", ""},
+	} {
+		if got := tc.status.ReasonAfter(tc.reason); got != tc.want {
+			t.Errorf("%s.ReasonAfter(%q) = %q, want %q", tc.status, tc.reason, got, tc.want)
+		}
+	}
+}

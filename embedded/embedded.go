@@ -121,6 +121,11 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		return fail(err)
 	}
 	b.closers = append(b.closers, stateDB.Close)
+	// Deleting a database under the running process loses, silently, everything written after.
+	health, err := sqlitedb.FileCheck(filepath.Join(o.DataDir, QueuesDB), filepath.Join(o.DataDir, StoreDB))
+	if err != nil {
+		return fail(err)
+	}
 	specs := queues.Topology()
 	for i := range specs {
 		specs[i].Visibility = o.Visibility
@@ -173,6 +178,7 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		// process that restarts after it should not wait minutes.
 		RequeueAfter: 4 * o.Visibility, WaitRecheck: 4 * o.Visibility, Grace: 10 * time.Second,
 		Routes: map[string]http.Handler{"/blobs/": folderblobs.Handler(internal, done)},
+		Health: health,
 	}
 	return b, nil
 }

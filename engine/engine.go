@@ -299,8 +299,11 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 		return false, fmt.Errorf("end order %s: %w", o.OrderName, err)
 	}
 	crashpoint.Hit("finish.moved")
-	e.log().InfoContext(ctx, "order ended", "run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName,
-		"status", out.Status, "reason", out.Reason)
+	attrs := []any{"run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName, "status", out.Status}
+	if out.Reason != "" { // a success has none, and reason="" reads as if one were missing
+		attrs = append(attrs, "reason", out.Reason)
+	}
+	e.log().InfoContext(ctx, "order ended", attrs...)
 	e.changed(o.RunID)
 	ended := o
 	ended.Status, ended.Reason = out.Status, out.Reason

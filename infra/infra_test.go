@@ -339,7 +339,8 @@ func TestDeployTellsTheFunctionsEveryName(t *testing.T) {
 		}
 	}
 	webhook := s.local(t, "webhook_env")
-	for _, v := range []string{lambdafn.EnvWebhookSecretLocation, lambdafn.EnvGitHubTokenLocation, lambdafn.EnvGitHubAPIURL} {
+	for _, v := range []string{lambdafn.EnvWebhookSecretLocation, lambdafn.EnvGitHubTokenLocation, lambdafn.EnvGitHubAPIURL,
+		lambdafn.EnvAPITokenLocation, lambdafn.EnvStatusAuthorization} {
 		if !strings.Contains(webhook, v+" = ") {
 			t.Fatalf("webhook_env: %s is not set", v)
 		}

@@ -54,6 +54,14 @@ const (
 	// API of a GitHub Enterprise server.
 	EnvGitHubTokenLocation = "IAC_CI_GITHUB_TOKEN_LOCATION"
 	EnvGitHubAPIURL        = "IAC_CI_GITHUB_API_URL"
+	// EnvStatusAuthorization is the API Gateway authorization of the read routes, AWS_IAM or
+	// NONE. With AWS_IAM, API Gateway lets only SigV4-signed callers through (the signature
+	// takes the Authorization header), and the function answers what arrives. With NONE the
+	// routes are public, and the function asks for the API token that EnvAPITokenLocation
+	// points to (as EnvWebhookSecretLocation does for the secret), or a signed run link;
+	// without a token it answers them 401.
+	EnvStatusAuthorization = "IAC_CI_STATUS_AUTHORIZATION"
+	EnvAPITokenLocation    = "IAC_CI_API_TOKEN_LOCATION"
 	// EnvGitBaseURL is where intake clones git_repo from: a GitHub Enterprise server's URL
 	// (https://github.com when unset).
 	EnvGitBaseURL = "IAC_CI_GIT_BASE_URL"

@@ -38,6 +38,7 @@ const (
 	fixtures = "../../shared/fixtures/aws"
 	prefix   = "iac-ci-test-"
 	secret   = "webhook-secret-for-tests"
+	apiToken = "api-token-for-tests"
 )
 
 // twoOrders is a job of two lambda orders, the second depending on the first.
@@ -134,7 +135,8 @@ func setup(t *testing.T) *deployment {
 	sys, err := assembly.New(assembly.Ports{Store: st, Queues: broker, Internal: internal, Done: done, Keys: keys,
 		Secrets: &localsecrets.Source{}, Starters: map[domain.Target]consumers.Starter{domain.TargetCodeBuild: d.builds},
 		RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }},
-		assembly.Options{Log: log, WebhookSecret: []byte(secret), ScratchDir: dir, Workers: 1})
+		assembly.Options{Log: log, WebhookSecret: []byte(secret), APIToken: []byte(apiToken), ScratchDir: dir, Workers: 1,
+			BaseEnv: []string{"PATH=" + os.Getenv("PATH")}})
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
@@ -297,8 +299,10 @@ func TestWebhookAnswersSignedJobsAndRefusesUnsigned(t *testing.T) {
 		{name: "ssm route", req: apiRequest(t, "POST", "/ssm", body, nil), want: 401},
 		{name: "no such path", req: apiRequest(t, "POST", "/nowhere", body, nil), want: 404},
 	}
-	b64 := apiRequest(t, "POST", "/webhook", nil, map[string]string{"x-hub-signature-256": sig})
-	b64.Body, b64.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
+	// Another job: the same body again would be a replay, answered with the first run.
+	other := []byte(strings.Replace(twoOrders, "lambda-test", "lambda-test-b64", 1))
+	b64 := apiRequest(t, "POST", "/webhook", nil, map[string]string{"x-hub-signature-256": producers.Sign([]byte(secret), other)})
+	b64.Body, b64.IsBase64Encoded = base64.StdEncoding.EncodeToString(other), true
 	tests = append(tests, struct {
 		name    string
 		req     events.APIGatewayV2HTTPRequest
@@ -337,7 +341,8 @@ func TestWebhookAnswersSignedJobsAndRefusesUnsigned(t *testing.T) {
 				t.Fatalf("%s: body %q is no accepted run (%v)", tc.name, resp.Body, err)
 			}
 			// The run's status is readable through the same function before intake has run.
-			st := invoke[events.APIGatewayV2HTTPResponse](t, h, apiRequest(t, "GET", "/runs/"+acc.RunID, nil, nil))
+			st := invoke[events.APIGatewayV2HTTPResponse](t, h, apiRequest(t, "GET", "/runs/"+acc.RunID, nil,
+				map[string]string{"authorization": "Bearer " + apiToken}))
 			if st.StatusCode != 200 || !strings.Contains(st.Body, `"accepted"`) {
 				t.Fatalf("%s: GET /runs/%s got %d %s, want 200 accepted", tc.name, acc.RunID, st.StatusCode, st.Body)
 			}
@@ -435,7 +440,7 @@ func TestMessageFromStoredSQSRecord(t *testing.T) {
 func TestBatchListsExactlyTheRecordsWhoseHandlerFailed(t *testing.T) {
 	t.Parallel()
 	d := setup(t)
-	first, second := d.submit(t, twoOrders), d.submit(t, twoOrders)
+	first, second := d.submit(t, twoOrders), d.submit(t, strings.Replace(twoOrders, "lambda-test", "lambda-test-2", 1))
 
 	q, err := d.broker.Queue(queues.Intake)
 	if err != nil {

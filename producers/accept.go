@@ -5,7 +5,13 @@
 // part: it fetches code and secrets, seals each order's environment into its bundle, inserts the
 // run and its orders, and queues the orders that wait for nothing.
 //
-// A rejected request leaves nothing behind: validation comes before any write.
+// A rejected request leaves nothing behind: validation comes before any write. A signed body
+// posted again (a retry or a replay) starts no second run: a body without a run_id names the
+// same run for a day, as a GitHub delivery id names its run.
+//
+// Every read and control route (a run's status, history and done object, and whatever is
+// registered through Server.Reads) answers only a caller with the API token, or, for a GET of one
+// run, a signed and expiring link to that run; only the signed posts and /healthz are open.
 package producers
 
 import (

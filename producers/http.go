@@ -25,6 +25,10 @@ var (
 	ErrTooLarge   = fmt.Errorf("body larger than %d bytes", domain.MaxBodyBytes)
 	ErrBadMethod  = errors.New("method not allowed")
 	ErrNoSuchPath = errors.New("no such endpoint")
+	// ErrNoSuchRun: no run has that id (or the id is not one iac-ci could have made).
+	ErrNoSuchRun = errors.New("no such run")
+	// ErrUnavailable: the server cannot keep what it would accept (its Health check fails).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // statusOf maps errors onto HTTP statuses, in one place.
@@ -33,13 +37,16 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &ve):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrSignature):
+	case errors.Is(err, ErrSignature), errors.Is(err, ErrNoToken), errors.Is(err, ErrBadToken),
+		errors.Is(err, ErrBadLink), errors.Is(err, ErrNoTokenConfigured):
 		return http.StatusUnauthorized
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrBadMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, ErrNoSuchPath), errors.Is(err, store.ErrNotFound), errors.Is(err, blobs.ErrNotFound):
+	case errors.Is(err, ErrNoSuchPath), errors.Is(err, ErrNoSuchRun), errors.Is(err, store.ErrNotFound), errors.Is(err, blobs.ErrNotFound):
 		return http.StatusNotFound
 	}
 	return http.StatusInternalServerError
@@ -54,31 +61,110 @@ type Server struct {
 	Store    store.Store
 	Done     blobs.Bucket
 	// Secret signs webhook bodies; empty only with Insecure.
-	Secret   []byte
+	Secret []byte
+	// Insecure accepts unsigned bodies and, without an APIToken, answers every read and control
+	// route unauthenticated (local experiments only).
 	Insecure bool
+	// APIToken guards every read and control route: callers send Authorization: Bearer <token>,
+	// or open a signed link to one run (LinkToken). Without one, and without Insecure or
+	// GuardedUpstream, those routes answer 401.
+	APIToken []byte
+	// GuardedUpstream says something in front of the server authenticates every read and control
+	// request (API Gateway's IAM auth on the webhook function's GET routes, whose SigV4 signature
+	// takes the Authorization header), so that what reaches those routes is let through. With
+	// IAM off (status_authorization NONE), the APIToken guards them here instead.
+	GuardedUpstream bool
+	// LinkTTL is how long a signed run link is valid; DefaultLinkTTL when zero.
+	LinkTTL time.Duration
+	// ReplayWindow is how long a signed job body without a run_id is remembered: posted again
+	// within it, it answers the first run and starts none. DefaultReplayWindow when zero.
+	ReplayWindow time.Duration
+	// Health reports whether the server can keep what it accepts (its data folder is still
+	// there); nil is always healthy. When it fails, /healthz answers 503 and so does every
+	// route that would accept a job.
+	Health func(ctx context.Context) error
+	// Now is the clock of links and the replay window; time.Now when nil.
+	Now func() time.Time
 	// GitHub handles requests with an X-GitHub-Event header; nil answers them 501.
 	GitHub EventSource
 	Log    *slog.Logger
-	// Extra serves other paths (the embedded blob URLs), may be nil.
+	// Extra serves other paths that carry their own authentication (the embedded blob URLs,
+	// each presigned); may be nil.
 	Extra map[string]http.Handler
+	// Reads serves more read or control routes (pattern to handler), guarded as the built-in
+	// ones are; may be nil.
+	Reads map[string]http.Handler
 }
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/webhook", s.webhook)
-	mux.HandleFunc("/ssm", s.ssm)
-	mux.HandleFunc("GET /runs/{run_id}", s.runStatus)
-	mux.HandleFunc("GET /runs/{run_id}/events", s.runEvents)
-	mux.HandleFunc("GET /done/{run_id}", s.done)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	for p, h := range s.Extra {
-		mux.Handle(p, h)
+	rt := routes{s: s, mux: http.NewServeMux()}
+	// The signed posts carry their own authentication, the body's signature.
+	rt.open("/webhook", s.webhook)
+	rt.open("/ssm", s.ssm)
+	rt.open("GET /healthz", s.healthz)
+	// Every read and control route: API token, or a signed link to one run for a GET of it.
+	rt.guarded("GET /runs/{run_id}", s.runStatus)
+	rt.guarded("GET /runs/{run_id}/events", s.runEvents)
+	rt.guarded("GET /done/{run_id}", s.done)
+	for p, h := range s.Reads {
+		rt.guarded(p, h.ServeHTTP)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, ErrNoSuchPath) })
-	return mux
+	for p, h := range s.Extra {
+		rt.mux.Handle(p, h) // the embedded blob URLs: each carries its own signature
+	}
+	rt.open("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, ErrNoSuchPath) })
+	return rt.mux
+}
+
+// routes registers the server's routes. A read or control route is registered with guarded
+// (or given in Server.Reads), and so gets the one authentication (guard) and the check of its run
+// id; only the signed posts and /healthz are open. A route about one run names its wildcard
+// {run_id}: that is what a signed run link is checked against, and what is checked to be an id.
+type routes struct {
+	s   *Server
+	mux *http.ServeMux
+}
+
+func (rt routes) open(pattern string, h http.HandlerFunc) { rt.mux.HandleFunc(pattern, h) }
+
+func (rt routes) guarded(pattern string, h http.HandlerFunc) {
+	rt.mux.Handle(pattern, rt.s.guard(rt.s.checkIDs(h)))
+}
+
+// checkIDs answers 404 for a {run_id} that no run could have, before it reaches storage (where
+// "../x" would be a path, not an id).
+func (s *Server) checkIDs(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if id := r.PathValue("run_id"); id != "" && !ValidID(id) {
+			s.fail(w, r, ErrNoSuchRun)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// ValidID reports whether id is a well-formed run id (or trace id): 1 to 128 letters, digits,
+// '.', '_' or '-', starting with a letter or digit.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := s.healthy(r.Context()); err != nil {
+		s.Log.ErrorContext(r.Context(), "health check failed", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) healthy(ctx context.Context) error {
+	if s.Health == nil {
+		return nil
+	}
+	if err := s.Health(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -89,9 +175,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		body["error"] = fmt.Sprintf("job rejected: %d problem(s)", len(ve.Problems))
 		body["problems"] = ve.Problems
 	}
-	if code == http.StatusInternalServerError {
+	switch code {
+	case http.StatusInternalServerError:
 		s.Log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		body["error"] = "internal error"
+	case http.StatusNotFound:
+		// Never a storage key or an adapter's words: what was not found, in the API's terms.
+		switch {
+		case errors.Is(err, ErrNoSuchPath):
+			body["error"] = ErrNoSuchPath.Error()
+		default:
+			body["error"] = ErrNoSuchRun.Error()
+		}
+	case http.StatusServiceUnavailable:
+		s.Log.ErrorContext(r.Context(), "request refused", "path", r.URL.Path, "err", err)
 	}
 	if code == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
@@ -149,6 +246,10 @@ func Sign(secret, body []byte) string {
 }
 
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	if err := s.healthy(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	body, err := s.readSigned(w, r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -162,6 +263,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ssm(w http.ResponseWriter, r *http.Request) {
+	if err := s.healthy(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	body, err := s.readSigned(w, r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -176,13 +281,102 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, body []byte, sou
 		s.fail(w, r, err)
 		return
 	}
-	acc, err := s.Accepter.Accept(r.Context(), Submission{Job: job, Envelope: env, Source: source, SSM: ssm})
+	sub := Submission{Job: job, Envelope: env, Source: source, SSM: ssm}
+	if !s.Insecure && env.RunID == "" {
+		// A signed body names no run: posted again (a retry, or a replay of a captured body)
+		// within the replay window, it is the same run.
+		prev, runID, err := s.replayed(r.Context(), source, body)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if prev != nil {
+			s.Log.InfoContext(r.Context(), "signed body seen before: answered with its run", "run_id", prev.RunID, "source", source)
+			writeJSON(w, http.StatusAccepted, prev)
+			return
+		}
+		sub.RunID = runID
+	}
+	if err := s.checkTrace(r.Context(), sub); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	acc, err := s.Accepter.Accept(r.Context(), sub)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if acc.Duplicate {
+		s.Log.InfoContext(r.Context(), "job accepted before: answered with its run", "run_id", acc.RunID, "source", source)
+		writeJSON(w, http.StatusAccepted, acc)
+		return
+	}
 	s.Log.InfoContext(r.Context(), "job accepted", "run_id", acc.RunID, "trace_id", acc.TraceID, "source", source)
 	writeJSON(w, http.StatusAccepted, acc)
+}
+
+// checkTrace refuses a caller-chosen trace_id that another run already has: a run's history is
+// stored under its trace id, and belongs to that run alone. (A run accepted a moment ago but not
+// yet through intake has no history yet and is not seen; RunEvents keeps only the run's own
+// events, so even then the histories do not mix.)
+func (s *Server) checkTrace(ctx context.Context, sub Submission) error {
+	trace := sub.Envelope.TraceID
+	if trace == "" || !ValidID(trace) {
+		return nil // none chosen, or Prepare reports it
+	}
+	runID := sub.RunID
+	if runID == "" {
+		runID = sub.Envelope.RunID
+	}
+	events, err := s.Store.ListEvents(ctx, trace)
+	if err != nil {
+		return fmt.Errorf("look up trace_id: %w", err)
+	}
+	for _, e := range events {
+		if e.RunID != runID {
+			return &domain.ValidationError{Problems: []domain.Problem{{Path: "trace_id",
+				Message: "already used by another run; choose another, or leave trace_id out for a fresh one"}}}
+		}
+	}
+	return nil
+}
+
+// DefaultReplayWindow is how long a signed body without a run_id is remembered when
+// Server.ReplayWindow is zero.
+const DefaultReplayWindow = 24 * time.Hour
+
+// replayed finds whether a signed body without a run_id was accepted within the replay window,
+// as GitHub deliveries are found by their delivery id (GitHubRunID): the body's hash names its
+// run. The run id is the start of the current window and the hash, so a body posted twice
+// within one window maps onto one run (the Accepter answers the second post as a duplicate, and
+// two posts racing each other insert one run, as CreateRun of an existing run changes nothing);
+// a body first posted in the previous window is found under that window's id. prev is the first
+// run's answer when the body was seen; otherwise runID is the id to accept it under.
+func (s *Server) replayed(ctx context.Context, source string, body []byte) (prev *Accepted, runID string, err error) {
+	window := s.ReplayWindow
+	if window <= 0 {
+		window = DefaultReplayWindow
+	}
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write(body)
+	sum := hex.EncodeToString(h.Sum(nil))[:16]
+	now := s.now().UTC()
+	idAt := func(t time.Time) string { return t.Truncate(window).Format("20060102T150405Z") + "-" + sum }
+	earlier := idAt(now.Add(-window))
+	data, err := s.Accepter.Blobs.Get(ctx, blobs.RequestKey(earlier))
+	switch {
+	case err == nil:
+		var req domain.Request
+		if json.Unmarshal(data, &req) == nil && now.Sub(req.ReceivedAt) < window {
+			return &Accepted{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID,
+				DoneEndpoint: req.DoneEndpoint, Duplicate: true}, "", nil
+		}
+	case !errors.Is(err, blobs.ErrNotFound):
+		return nil, "", fmt.Errorf("look up an earlier post of the body: %w", err)
+	}
+	return nil, idAt(now), nil
 }
 
 // GitHubRunID maps a delivery id onto a run id, so a redelivered event names the run it started.
@@ -279,13 +473,10 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 	run, err := s.Store.GetRun(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Accepted but not yet through intake: the stored request answers.
-		if data, gerr := s.Accepter.Blobs.Get(r.Context(), blobs.RequestKey(id)); gerr == nil {
-			var req domain.Request
-			if json.Unmarshal(data, &req) == nil {
-				writeJSON(w, http.StatusOK, RunView{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID,
-					Status: domain.RunAccepted, Orders: []OrderView{}})
-				return
-			}
+		if req, ok := s.request(r.Context(), id); ok {
+			writeJSON(w, http.StatusOK, RunView{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID,
+				Status: domain.RunAccepted, Orders: []OrderView{}})
+			return
 		}
 	}
 	if err != nil {
@@ -300,13 +491,23 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ViewOf(run, orders))
 }
 
+// request reads the request a producer stored for runID, if it did.
+func (s *Server) request(ctx context.Context, runID string) (domain.Request, bool) {
+	var req domain.Request
+	data, err := s.Accepter.Blobs.Get(ctx, blobs.RequestKey(runID))
+	if err != nil || json.Unmarshal(data, &req) != nil {
+		return req, false
+	}
+	return req, true
+}
+
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 	run, err := s.Store.GetRun(r.Context(), r.PathValue("run_id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	events, err := s.Store.ListEvents(r.Context(), run.TraceID)
+	events, err := RunEvents(r.Context(), s.Store, run)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -314,8 +515,51 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"run_id": run.RunID, "trace_id": run.TraceID, "events": events})
 }
 
+// RunEvents returns a run's history, in order. The store keys events by trace id, and a trace id
+// is not given to a second run (the webhook refuses a trace_id another run has, checkTrace); the
+// run's own are kept all the same, for two runs accepted at once under one chosen trace_id (the
+// second is refused only once the first has a history) and for data folders of older versions.
+func RunEvents(ctx context.Context, st store.Store, run domain.Run) ([]domain.Event, error) {
+	events, err := st.ListEvents(ctx, run.TraceID)
+	if err != nil {
+		return nil, err
+	}
+	own := events[:0]
+	for _, e := range events {
+		if e.RunID == run.RunID {
+			own = append(own, e)
+		}
+	}
+	return own, nil
+}
+
+// NotFinished is what GET /done/{run_id} answers (202) for a run that has not ended yet.
+type NotFinished struct {
+	RunID  string           `json:"run_id"`
+	Status domain.RunStatus `json:"status"`
+	Error  string           `json:"error"`
+}
+
 func (s *Server) done(w http.ResponseWriter, r *http.Request) {
-	data, err := s.Done.Get(r.Context(), blobs.DoneKey(r.PathValue("run_id")))
+	id := r.PathValue("run_id")
+	data, err := s.Done.Get(r.Context(), blobs.DoneKey(id))
+	if errors.Is(err, blobs.ErrNotFound) {
+		// No done object yet: a run still going is told apart from no run at all.
+		run, rerr := s.Store.GetRun(r.Context(), id)
+		switch {
+		case rerr == nil:
+			writeJSON(w, http.StatusAccepted, NotFinished{RunID: id, Status: run.Status, Error: "not finished yet"})
+		case !errors.Is(rerr, store.ErrNotFound):
+			s.fail(w, r, rerr)
+		default:
+			if _, ok := s.request(r.Context(), id); ok {
+				writeJSON(w, http.StatusAccepted, NotFinished{RunID: id, Status: domain.RunAccepted, Error: "not finished yet"})
+				return
+			}
+			s.fail(w, r, ErrNoSuchRun)
+		}
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,6 +16,7 @@
 #   IAC_CI_IMAGE_TAG                 required: the tag of the pushed image
 #   IAC_CI_WEBHOOK_SECRET_PARAMETER  required: Parameter Store path of the webhook secret (a SecureString)
 #   IAC_CI_GITHUB_TOKEN_PARAMETER    Parameter Store path of a GitHub token: take GitHub pull_request events
+#   IAC_CI_API_TOKEN_PARAMETER       Parameter Store path of the API token the read routes ask for
 #   IAC_CI_GITHUB_API_URL            GitHub Enterprise API URL (https://HOST/api/v3/)
 #   IAC_CI_GIT_BASE_URL              GitHub Enterprise URL that git_repo is cloned from (https://HOST)
 #   IAC_CI_BUCKET_SUFFIX             suffix of the bucket names (default the account id)
@@ -59,6 +60,7 @@ IAC_CI_ECR_REPOSITORY_URL ecr_repository_url string yes
 IAC_CI_IMAGE_TAG image_tag string yes
 IAC_CI_WEBHOOK_SECRET_PARAMETER webhook_secret_parameter string yes
 IAC_CI_GITHUB_TOKEN_PARAMETER github_token_parameter string no
+IAC_CI_API_TOKEN_PARAMETER api_token_parameter string no
 IAC_CI_GITHUB_API_URL github_api_url string no
 IAC_CI_GIT_BASE_URL git_base_url string no
 IAC_CI_BUCKET_SUFFIX bucket_suffix string no

@@ -83,7 +83,7 @@ func waitAWSRun(t *testing.T, s *server, runID string, d time.Duration) runView 
 	var last runView
 	for time.Now().Before(deadline) {
 		time.Sleep(300 * time.Millisecond)
-		resp, err := http.Get(s.url + "/runs/" + runID)
+		resp, err := get(s.url + "/runs/" + runID)
 		if err != nil {
 			continue
 		}
@@ -96,7 +96,7 @@ func waitAWSRun(t *testing.T, s *server, runID string, d time.Duration) runView 
 		if !last.Status.Terminal() {
 			continue
 		}
-		done, err := http.Get(s.url + "/done/" + runID)
+		done, err := get(s.url + "/done/" + runID)
 		if err == nil {
 			done.Body.Close()
 			if done.StatusCode == http.StatusOK {

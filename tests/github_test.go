@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func (s *server) deliver(event, delivery string, body []byte, secret string) (in
 // runExists reports whether GET /runs/{id} knows the run.
 func (s *server) runExists(runID string) bool {
 	s.t.Helper()
-	resp, err := http.Get(s.url + "/runs/" + runID)
+	resp, err := get(s.url + "/runs/" + runID)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func ghComment(t *testing.T, fake *githubtest.Server, runID string) githubtest.C
 func runStatuses(fake *githubtest.Server, runID string, linked bool) []githubtest.Status {
 	var out []githubtest.Status
 	for _, st := range fake.Statuses(ghRepo, ghHead) {
-		if (linked && strings.HasSuffix(st.TargetURL, "/runs/"+runID)) || (!linked && st.TargetURL == "") {
+		if (linked && strings.Contains(st.TargetURL, "/runs/"+runID+"?t=")) || (!linked && st.TargetURL == "") {
 			out = append(out, st)
 		}
 	}
@@ -318,8 +319,30 @@ func TestGitHubPullRequestEvents(t *testing.T) {
 		if got := countCalls(fake, http.MethodPost, commentsPath); got != 1 {
 			t.Fatalf("comments created for one run and one redelivery: got %d, want 1", got)
 		}
-		if link := "/runs/" + openedRun + ")"; !strings.Contains(ghComment(t, fake, openedRun).Body, link) {
-			t.Fatalf("final comment does not link to the run's status page (%s)", link)
+		// The comment's link opens the run's status without the API token, and no other run.
+		m := regexp.MustCompile(`\((http[^)\s]*/runs/` + regexp.QuoteMeta(openedRun) + `(\?t=[^)\s]+))\)`).FindStringSubmatch(ghComment(t, fake, openedRun).Body)
+		if m == nil {
+			t.Fatalf("final comment does not link to the run's status page with a signed link:\n%s", ghComment(t, fake, openedRun).Body)
+		}
+		link, capability := m[1], m[2]
+		resp, err := http.Get(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), openedRun) {
+			t.Fatalf("GET %s without a token: %d %s, want the run", link, resp.StatusCode, page)
+		}
+		for _, other := range []string{"/runs/" + producers.GitHubRunID("d-other") + capability, "/runs/" + openedRun} {
+			resp, err := http.Get(s.url + other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("GET %s: %d, want 401 (the link opens its own run only, and nothing opens without one)", other, resp.StatusCode)
+			}
 		}
 	})
 

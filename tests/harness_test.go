@@ -65,7 +65,8 @@ func iacci(t *testing.T, env []string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
+	// serve asks for an API token; a test that wants none sets IAC_CI_API_TOKEN= in env.
+	cmd.Env = append(append(os.Environ(), "IAC_CI_API_TOKEN="+apiToken), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -110,6 +111,19 @@ type server struct {
 	err    error         // how it ended; read after done
 }
 
+// apiToken is the API token every test server is started with (IAC_CI_API_TOKEN).
+const apiToken = "e2e-api-token-5d2a"
+
+// get is http.Get with the API token, as the read routes ask for it.
+func get(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	return http.DefaultClient.Do(req)
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -129,7 +143,7 @@ func startServer(t *testing.T, data string, env []string, args ...string) *serve
 	all := append([]string{"serve", "--addr", addr, "--data", data, "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, all...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "IAC_CI_API_TOKEN="+apiToken), env...)
 	errb := &lockedBuffer{}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = errb
@@ -224,7 +238,7 @@ func (s *server) tryPost(path string, body []byte, secret string, headers map[st
 // getJSON reads a JSON answer of 200 into v.
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,14 +276,14 @@ func (s *server) waitRun(runID string, d time.Duration) runView {
 	deadline := time.Now().Add(d)
 	var last runView
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.url + "/runs/" + runID)
+		resp, err := get(s.url + "/runs/" + runID)
 		if err == nil {
 			data, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				last = parseView(s.t, string(data))
 				if last.Status.Terminal() {
-					done, derr := http.Get(s.url + "/done/" + runID)
+					done, derr := get(s.url + "/done/" + runID)
 					if derr == nil {
 						done.Body.Close()
 						if done.StatusCode == 200 {

@@ -372,7 +372,7 @@ func TestSecretsServeSealsForSopsAndLeavesNoValueBehind(t *testing.T) {
 	// The order waits at its gate, so the run stays open: its first order is running.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.url + "/runs/" + runID)
+		resp, err := get(s.url + "/runs/" + runID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,7 +60,7 @@ func TestWebhookSignedJobRuns(t *testing.T) {
 	if got := strings.Join(order, ", "); !strings.HasPrefix(got, "plan queued, plan running, plan succeeded, apply queued") {
 		t.Errorf("history out of order: %s", got)
 	}
-	resp, err := http.Get(body["done_endpt"].(string))
+	resp, err := get(body["done_endpt"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestWebhookLimitsAndMethods(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /webhook: %d, want 405", resp.StatusCode)
 	}
-	resp, err = http.Get(s.url + "/runs/no-such-run")
+	resp, err = get(s.url + "/runs/no-such-run")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,5 +261,91 @@ func TestServeRefusesToStartWithoutSecret(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, ".iac-ci")); err == nil {
 		t.Log("note: a ./.iac-ci folder exists in the repository (from a manual serve)")
+	}
+}
+
+func TestServeRefusesToStartWithoutAPIToken(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, []string{"IAC_CI_API_TOKEN="}, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--webhook-secret", secret)
+	if r.code != 2 || !strings.Contains(r.stderr, "--api-token") || !strings.Contains(r.stderr, "IAC_CI_API_TOKEN") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// The read routes of a running server answer 401 without the API token and 200 with it; the
+// same signed body posted again starts no second run.
+func TestServeReadsNeedTheTokenAndReplaysStartNothing(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	code, body := s.post("/webhook", []byte(goodJob), secret, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("status %d, want 202: %v", code, body)
+	}
+	runID := body["run_id"].(string)
+	for _, path := range []string{"/runs/" + runID, "/runs/" + runID + "/events", "/done/" + runID} {
+		resp, err := http.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %d, want 401", path, resp.StatusCode)
+		}
+	}
+	s.waitRun(runID, time.Minute)
+	code, again := s.post("/webhook", []byte(goodJob), secret, nil)
+	if code != http.StatusAccepted || again["run_id"] != runID || again["duplicate"] != true {
+		t.Fatalf("replay: %d %v, want 202 naming run %s as a duplicate", code, again, runID)
+	}
+	// A run starts from a stored request: the replay, answered, stored none.
+	s.stop()
+	files, _ := filepath.Glob(filepath.Join(s.data, "blobs", "internal", "requests", "*"))
+	db, err := sqlitedb.Open(filepath.Join(s.data, "queues.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows int
+	if err := db.QueryRow("SELECT count(*) FROM " + folderblobs.Table + " WHERE key LIKE 'requests/%'").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(files)+rows != 1 {
+		t.Errorf("%d requests stored (%v and %d rows), want 1: the replay started another run", len(files)+rows, files, rows)
+	}
+	stateDB, err := sqlitedb.Open(filepath.Join(s.data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stateDB.Close()
+	var runs int
+	if err := stateDB.QueryRow("SELECT count(*) FROM store_runs").Scan(&runs); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 1 {
+		t.Errorf("%d runs stored, want 1", runs)
+	}
+}
+
+// Deleting the database under a running server makes it refuse jobs (503) and fail /healthz,
+// where it used to accept them into a file nobody would read again.
+func TestServeNoticesItsDatabaseGone(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	if err := os.Remove(filepath.Join(s.data, "iac-ci.db")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	health, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(health), "iac-ci.db") {
+		t.Errorf("/healthz: %d %s, want 503 naming the database", resp.StatusCode, health)
+	}
+	for _, path := range []string{"/webhook", "/ssm"} {
+		if code, body := s.post(path, []byte(goodJob), secret, nil); code != http.StatusServiceUnavailable {
+			t.Errorf("POST %s: %d %v, want 503", path, code, body)
+		}
 	}
 }

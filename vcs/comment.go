@@ -219,7 +219,7 @@ func (c commentParts) render(mask func(string) string) string {
 			summary += fmt.Sprintf(" (exit %d)", *o.ExitCode)
 		}
 		if o.Reason != "" {
-			summary += ": " + html.EscapeString(clip(oneLine(mask(o.Reason)), maxReasonChars))
+			summary += ": " + html.EscapeString(clip(oneLine(mask(o.Status.ReasonAfter(o.Reason))), maxReasonChars))
 		}
 		switch {
 		case t.full == "":

@@ -31,7 +31,7 @@ func sampleView() RunView {
 				Attempt: 2, StartedAt: start, FinishedAt: start.Add(5 * time.Second), ExitCode: intPtr(2),
 				Reason: "exit status 2", LogTail: "Error: token " + secret + " rejected\n```\nnot a fence end\n"},
 			{OrderNum: 3, OrderName: "slow", Target: domain.TargetSSM, Status: domain.OrderTimedOut,
-				Attempt: 1, LogTail: "\x1b[31mwaiting...\x1b[0m\n"},
+				Attempt: 1, LogTail: "\x1b[31mwaiting...\x1b[0m\n", Reason: "timed out: command 1 was still running when the order's timeout passed"},
 			{OrderNum: 4, OrderName: "deploy", Target: domain.TargetCodeBuild, Status: domain.OrderSkipped},
 		},
 		StatusURL: "https://ci.example.com/runs/20240501T120000Z-0011223344556677",
@@ -75,6 +75,8 @@ func TestRenderCommentShowsTheRun(t *testing.T) {
 		"<summary>❌ 0002 app|plan failed (exit 2): exit status 2</summary>",
 		"Error: token *** rejected",
 		"waiting...",
+		// The reason does not say again what the status says.
+		"0003 slow timed out: command 1 was still running when the order&#39;s timeout passed",
 		"[Status of this run](" + v.StatusURL + ")",
 	} {
 		if !strings.Contains(body, want) {

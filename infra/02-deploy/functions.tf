@@ -44,6 +44,9 @@ locals {
   # Only the webhook reads secrets of its own, and only their locations travel here.
   webhook_env = merge(
     { IAC_CI_WEBHOOK_SECRET_LOCATION = "aws:::ssm:${var.webhook_secret_parameter}" },
+    # Without an API token, the read routes answer only behind IAM.
+    { IAC_CI_STATUS_AUTHORIZATION = var.status_authorization },
+    var.api_token_parameter == "" ? {} : { IAC_CI_API_TOKEN_LOCATION = "aws:::ssm:${var.api_token_parameter}" },
     var.github_token_parameter == "" ? {} : { IAC_CI_GITHUB_TOKEN_LOCATION = "aws:::ssm:${var.github_token_parameter}" },
     var.github_api_url == "" ? {} : { IAC_CI_GITHUB_API_URL = var.github_api_url },
   )

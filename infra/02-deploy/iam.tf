@@ -15,6 +15,7 @@ locals {
   webhook_secret_arns = compact([
     "${local.parameter_arn}${var.webhook_secret_parameter}",
     var.github_token_parameter == "" ? "" : "${local.parameter_arn}${var.github_token_parameter}",
+    var.api_token_parameter == "" ? "" : "${local.parameter_arn}${var.api_token_parameter}",
   ])
 
   # Moving runs forward (engine.Finish, Finalize, Report; the sweeper's repairs): the tables,

@@ -42,6 +42,16 @@ variable "github_token_parameter" {
   default     = ""
 }
 
+variable "api_token_parameter" {
+  description = "Parameter Store path of a SecureString API token. With status_authorization NONE, GET /runs/..., /done/... ask for Authorization: Bearer <token> or a signed run link (without a token they answer no one); with AWS_IAM, SigV4 guards them."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.api_token_parameter == "" || can(regex("^(/[A-Za-z0-9_.-]+)+$", var.api_token_parameter))
+    error_message = "api_token_parameter: empty, or a parameter path such as /iac-ci/api-token."
+  }
+}
+
 variable "github_api_url" {
   description = "GitHub REST API base URL, for GitHub Enterprise (https://HOST/api/v3/). Empty: api.github.com."
   type        = string

@@ -19,6 +19,9 @@
 #                              routes use AWS_IAM authorization (02-deploy's default); credentials
 #                              from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 #                              handed to curl on its standard input.
+#   IAC_CI_API_TOKEN           the API token the status routes ask for (iac-ci serve, or
+#                              status_authorization NONE with api_token_parameter), handed to
+#                              curl on its standard input
 #
 # Exit codes: 0 the run succeeded, 1 it failed or timed out, 2 wrong use, 3 no answer in time or
 # an unexpected answer.
@@ -83,6 +86,8 @@ curl_config() {
     echo "aws-sigv4 = \"aws:amz:${IAC_CI_SMOKE_SIGV4_REGION}:execute-api\""
     echo "user = \"${AWS_ACCESS_KEY_ID}:${AWS_SECRET_ACCESS_KEY}\""
     [ -z "${AWS_SESSION_TOKEN:-}" ] || echo "header = \"x-amz-security-token: ${AWS_SESSION_TOKEN}\""
+  elif [ -n "${IAC_CI_API_TOKEN:-}" ] && [ "$1" = GET ]; then
+    echo "header = \"Authorization: Bearer ${IAC_CI_API_TOKEN}\""
   fi
 }
 
@@ -115,6 +120,7 @@ while :; do
   elif [ "$code" != 000 ]; then
     echo "$(date +%H:%M:%S) GET /runs/$run_id answered $code" >&2
     [ "$code" != 403 ] || echo "  (the status routes need SigV4: set IAC_CI_SMOKE_SIGV4_REGION)" >&2
+    [ "$code" != 401 ] || echo "  (the status routes need the API token: set IAC_CI_API_TOKEN)" >&2
   fi
   [ "$(date +%s)" -lt "$deadline" ] || die "run $run_id did not end within ${timeout}s (last status: ${status:-none})" 3
   sleep 2
