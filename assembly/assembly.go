@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/deadletters"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/producers"
@@ -78,6 +79,8 @@ type System struct {
 	Server       *producers.Server
 	Orchestrator *consumers.Orchestrator
 	Sweeper      *consumers.Sweeper
+	// DeadLetters keeps every dead letter, with the last error that killed it.
+	DeadLetters *deadletters.Book
 	// Routes says which handler consumes which queue (routes.go).
 	Routes []Route
 
@@ -136,6 +139,7 @@ func New(p Ports, o Options) (*System, error) {
 		Insecure: o.Insecure, APIToken: o.APIToken, GuardedUpstream: o.GuardedUpstream, GitHub: o.GitHub, Log: o.Log,
 		Health: p.Health, Extra: p.Routes, Reads: o.Routes}
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
+	s.DeadLetters = &deadletters.Book{Bucket: p.Internal, Now: s.Engine.Time}
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
 
 	// One set of working directories for every worker; those orders leave empty are kept for

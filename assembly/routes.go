@@ -1,6 +1,8 @@
 package assembly
 
 import (
+	"context"
+	"strings"
 	"time"
 
 	"github.com/iac-ci/iac-ci/consumers"
@@ -72,13 +74,20 @@ func (s *System) RoutesOf(function string) []Route {
 //	                   has a Starter (CodeBuild, SSM)            launcher (codebuild, ssm)
 //	orders-<target>-dlq consumers.DeadLetters: fail the order    deadletters
 //	results            consumers.Orchestrator: record, wake      orchestrator
-//	results-dlq        none: the sweeper finds the result of every order past its deadline,
-//	                   and the dead message stays for an operator to read
+//	results-dlq        consumers.ResultDeadLetters: keep it; the sweeper  deadletters
+//	                   times the order out at its deadline unless redriven
+//
+// Every dead-letter consumer keeps what died in the dead-letter book (package deadletters), and
+// every other handler's failures are noted there, so a dead letter is kept with the last error
+// that killed it.
 func (s *System) routes() []Route {
 	p := s.Ports
 	var table []Route
 	add := func(r Route) {
 		r.Loops, r.Batch, r.Handlers = max(r.Loops, 1), max(r.Batch, 1), max(r.Handlers, 1)
+		if !strings.HasSuffix(r.Queue, queues.DeadLetterSuffix) {
+			r.Handler = s.noteFailures(r.Queue, r.Handler)
+		}
 		table = append(table, r)
 	}
 	// Intake of a large job can outlast the queue's visibility timeout: its message is kept
@@ -106,12 +115,31 @@ func (s *System) routes() []Route {
 			add(Route{Queue: spec.Name, Handler: s.worker(opener).Handle, Function: FunctionWorker,
 				Batch: queues.MaxBatch, Handlers: s.Opts.Workers, KeepHidden: p.visibility(spec.Name)})
 		}
-		d := &consumers.DeadLetters{Engine: s.Engine, MaxReceives: spec.MaxReceives}
+		d := &consumers.DeadLetters{Engine: s.Engine, MaxReceives: spec.MaxReceives, Queue: spec.Name,
+			DeadLetterQueue: spec.DeadLetter, Book: s.DeadLetters}
 		add(Route{Queue: spec.DeadLetter, Handler: d.Handle, Function: FunctionDeadLetters, Batch: queues.MaxBatch})
 	}
-	add(Route{Queue: queues.Intake + queues.DeadLetterSuffix, Handler: (&producers.IntakeDeadLetters{Intake: s.Intake}).Handle,
-		Function: FunctionDeadLetters, Batch: queues.MaxBatch})
+	add(Route{Queue: queues.Intake + queues.DeadLetterSuffix, Function: FunctionDeadLetters, Batch: queues.MaxBatch,
+		Handler: (&producers.IntakeDeadLetters{Intake: s.Intake, MaxReceives: queues.MaxReceivesDefault, Book: s.DeadLetters}).Handle})
+	add(Route{Queue: queues.Results + queues.DeadLetterSuffix, Function: FunctionDeadLetters, Batch: queues.MaxBatch,
+		Handler: (&consumers.ResultDeadLetters{MaxReceives: queues.MaxReceivesDefault, Queue: queues.Results,
+			DeadLetterQueue: queues.Results + queues.DeadLetterSuffix, Book: s.DeadLetters}).Handle})
 	return table
+}
+
+// noteFailures notes in the dead-letter book each failure of h on queue, so that a message that
+// ends in a dead-letter queue is kept with the last error that killed it. A failure because the
+// host is stopping is no failure of the message.
+func (s *System) noteFailures(queue string, h consumers.Handler) consumers.Handler {
+	return func(ctx context.Context, m queues.Message) error {
+		err := h(ctx, m)
+		if err != nil && ctx.Err() == nil {
+			if nerr := s.DeadLetters.Failed(ctx, queue, m, err); nerr != nil {
+				s.Engine.Logger().WarnContext(ctx, "note a failed message", "queue", queue, "err", nerr)
+			}
+		}
+		return err
+	}
 }
 
 // ordersTarget is the target whose orders queue name is.

@@ -601,7 +601,7 @@ func TestDeadLettersFailTheOrderAndEndTheRun(t *testing.T) {
 	if n, err := queues.MoveDeadLetters(t.Context(), from, to, 10); err != nil || n != 1 {
 		t.Fatalf("move to the dead-letter queue: got %d (%v), want 1", n, err)
 	}
-	// A results-dlq message is no business of the function: it stays for an operator.
+	// A dead result notification is kept for an operator; its run ends by the sweeper.
 	results, _ := d.broker.Queue(queues.Results + queues.DeadLetterSuffix)
 	if err := results.Send(t.Context(), queues.Outgoing{Body: []byte(`{}`)}); err != nil {
 		t.Fatalf("send: %v", err)
@@ -610,8 +610,12 @@ func TestDeadLettersFailTheOrderAndEndTheRun(t *testing.T) {
 	if n, failed := d.poll(t, dl, queues.Orders("lambda")+queues.DeadLetterSuffix); n != 1 || len(failed) != 0 {
 		t.Fatalf("dead letters: got %d handed, %v failed, want 1, none", n, failed)
 	}
-	if n, failed := d.poll(t, dl, queues.Results+queues.DeadLetterSuffix); n != 1 || len(failed) != 1 {
-		t.Fatalf("results-dlq: got %d handed, %d failed, want 1, 1", n, len(failed))
+	if n, failed := d.poll(t, dl, queues.Results+queues.DeadLetterSuffix); n != 1 || len(failed) != 0 {
+		t.Fatalf("results-dlq: got %d handed, %d failed, want 1, none", n, len(failed))
+	}
+	kept, err := d.sys.DeadLetters.List(t.Context())
+	if err != nil || len(kept) != 2 {
+		t.Fatalf("dead letters kept: got %d (%v), want the order's and the result's", len(kept), err)
 	}
 	run, err := d.store.GetRun(t.Context(), runID)
 	if err != nil || run.Status != domain.RunFailed {

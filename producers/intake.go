@@ -16,6 +16,7 @@ import (
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/codesource"
+	"github.com/iac-ci/iac-ci/deadletters"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
@@ -372,8 +373,12 @@ func (w *bundleWriter) flush(ctx context.Context) error {
 // a terminal state, so its run is made (if it was not) with every order failed, or, when intake
 // inserted it but never started it, its orders not yet claimed are failed; then it is finalized.
 // A run intake started is left to the engine.
+//
+// It keeps each dead letter in Book, with the last error intake saw.
 type IntakeDeadLetters struct {
-	Intake *Intake
+	Intake      *Intake
+	MaxReceives int
+	Book        *deadletters.Book
 }
 
 // Handle fails the run of one dead intake message.
@@ -381,19 +386,28 @@ func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 	e := d.Intake.Engine
 	var msg domain.IntakeMessage
 	if err := json.Unmarshal(m.Body, &msg); err != nil || msg.RequestKey == "" {
-		return nil
+		return d.keep(ctx, m, deadletters.Record{Reason: "not an intake message", Outcome: "none"})
 	}
 	req, err := d.Intake.load(ctx, msg.RequestKey)
 	if errors.Is(err, blobs.ErrNotFound) {
-		return nil
+		return d.keep(ctx, m, deadletters.Record{RunID: msg.RunID, Outcome: "none: its request is gone"})
 	}
 	if err != nil {
 		return err
 	}
-	const reason = "intake failed repeatedly (see the server's log); the order was never run"
 	run, err := e.Store.GetRun(ctx, req.RunID)
 	if err == nil && run.Status != domain.RunAccepted {
-		return nil // intake got as far as starting the run: the engine carries it on
+		// Intake got as far as starting the run: the engine carries it on.
+		return d.keep(ctx, m, deadletters.Record{RunID: req.RunID, Outcome: "none: intake had started the run"})
+	}
+	if err := d.keep(ctx, m, deadletters.Record{RunID: req.RunID, Outcome: "the run ended failed, its orders never run"}); err != nil {
+		return err
+	}
+	reason := "intake failed repeatedly; the order was never run"
+	if d.Book != nil {
+		if kept, kerr := d.Book.Get(ctx, m.ID); kerr == nil && !kept.FirstFailure.IsZero() {
+			reason += ": " + kept.Reason
+		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		records, perr := domain.Plan(req.Job, req.RunID, req.TraceID)
@@ -426,4 +440,17 @@ func (d *IntakeDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 		}
 	}
 	return e.FinalizeIfDone(ctx, req.RunID)
+}
+
+// keep records the dead intake message m.
+func (d *IntakeDeadLetters) keep(ctx context.Context, m queues.Message, r deadletters.Record) error {
+	if d.Book == nil {
+		return nil
+	}
+	r.ID, r.Queue, r.DeadLetterQueue = m.ID, queues.Intake, queues.Intake+queues.DeadLetterSuffix
+	r.Receives, r.SentAt, r.Body = d.MaxReceives, m.SentAt, m.Body
+	if !json.Valid(r.Body) {
+		r.Body, _ = json.Marshal(string(m.Body))
+	}
+	return d.Book.Keep(ctx, r)
 }

@@ -14,7 +14,7 @@ locals {
     worker       = { timeout = 900, memory = var.worker_memory_mb, storage = 4096, batch_size = 1, max_concurrency = var.worker_max_concurrency, queues = ["orders-lambda"] }
     launcher     = { timeout = 60, memory = 256, storage = 512, batch_size = 10, max_concurrency = 0, queues = ["orders-codebuild", "orders-ssm"] }
     orchestrator = { timeout = 60, memory = 512, storage = 512, batch_size = 10, max_concurrency = 0, queues = ["results"] }
-    deadletters  = { timeout = 60, memory = 512, storage = 512, batch_size = 10, max_concurrency = 0, queues = ["intake-dlq", "orders-lambda-dlq", "orders-codebuild-dlq", "orders-ssm-dlq"] }
+    deadletters  = { timeout = 60, memory = 512, storage = 512, batch_size = 10, max_concurrency = 0, queues = ["intake-dlq", "orders-lambda-dlq", "orders-codebuild-dlq", "orders-ssm-dlq", "results-dlq"] }
     sweeper      = { timeout = 120, memory = 512, storage = 512, batch_size = 0, max_concurrency = 0, queues = [] }
   }
 
