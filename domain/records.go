@@ -127,4 +127,6 @@ type Request struct {
 	DoneEndpoint string    `json:"done_endpt"`
 	ReceivedAt   time.Time `json:"received_at"`
 	Job          Job       `json:"job"`
+	// Reruns is the run this one runs again, when it does.
+	Reruns string `json:"reruns,omitempty"`
 }

@@ -57,6 +57,8 @@ type Submission struct {
 	// RunID, when set, fixes the run id (a GitHub delivery id maps to one run, so a redelivery
 	// is recognized).
 	RunID string
+	// Reruns is the run this submission runs again (Rerun).
+	Reruns string
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -121,7 +123,7 @@ func (a *Accepter) Accept(ctx context.Context, s Submission) (Accepted, error) {
 	}
 	req := domain.Request{
 		RunID: runID, TraceID: traceID, FlowID: domain.FlowID(s.Job.Username, traceID, s.Job.FlowLabel),
-		Source: s.Source, ReceivedAt: now, Job: s.Job,
+		Source: s.Source, ReceivedAt: now, Job: s.Job, Reruns: s.Reruns,
 	}
 	if a.DoneURL != nil {
 		req.DoneEndpoint = a.DoneURL(runID)

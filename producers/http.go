@@ -461,11 +461,16 @@ func ViewOf(run domain.Run, orders []domain.OrderRecord) RunView {
 	v := RunView{RunID: run.RunID, TraceID: run.TraceID, FlowID: run.FlowID, Status: run.Status,
 		CreatedAt: timePtr(run.CreatedAt), FinishedAt: timePtr(run.FinishedAt), Orders: []OrderView{}}
 	for _, o := range orders {
-		v.Orders = append(v.Orders, OrderView{OrderName: o.OrderName, QueueID: o.QueueID, OrderNum: o.OrderNum,
-			Target: o.Target, Status: o.Status, Attempt: o.Attempt, ExitCode: o.ExitCode,
-			StartedAt: timePtr(o.StartedAt), FinishedAt: timePtr(o.FinishedAt), Reason: o.Reason, LogKey: o.LogKey, LogTail: o.LogTail})
+		v.Orders = append(v.Orders, orderView(o))
 	}
 	return v
+}
+
+// orderView is an order's status view.
+func orderView(o domain.OrderRecord) OrderView {
+	return OrderView{OrderName: o.OrderName, QueueID: o.QueueID, OrderNum: o.OrderNum,
+		Target: o.Target, Status: o.Status, Attempt: o.Attempt, ExitCode: o.ExitCode,
+		StartedAt: timePtr(o.StartedAt), FinishedAt: timePtr(o.FinishedAt), Reason: o.Reason, LogKey: o.LogKey, LogTail: o.LogTail}
 }
 
 func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
