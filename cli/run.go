@@ -51,12 +51,14 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdout, stderr i
 		return ExitRejected
 	}
 	job, env, err := domain.DecodeJob(body)
+	abs, _ := filepath.Abs(filepath.Dir(path))
+	job.BaseDir = abs
+	sub := producers.Submission{Job: job, Envelope: env, Source: "cli"}
 	if err == nil {
-		abs, _ := filepath.Abs(filepath.Dir(path))
-		job.BaseDir = abs
-		sub := producers.Submission{Job: job, Envelope: env, Source: "cli"}
 		err = (&producers.Accepter{Embedded: true}).Prepare(&sub)
 		job = sub.Job
+	} else {
+		err = (&producers.Accepter{Embedded: true}).Reject(sub, err)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", path, err)

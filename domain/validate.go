@@ -39,6 +39,9 @@ var ErrInvalidJob = errors.New("job rejected")
 // and then in the order of the order's fields, so a job always gets the same message.
 type ValidationError struct {
 	Problems []Problem
+	// Partial is set by DecodeJob when the body was read but some of its fields were not: the
+	// job returned with the error holds the rest, and is worth validating too (JoinProblems).
+	Partial bool `json:"-"`
 }
 
 func (e *ValidationError) Error() string {
@@ -57,6 +60,49 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() error { return ErrInvalidJob }
+
+// JoinProblems reports every problem of a body at once: those of decoding it (a *ValidationError
+// from DecodeJob) followed by those of validating the job decoded beside them (Validate's error,
+// or nil). A problem of validation at or under a path decoding already reported is left out: a
+// timeout written "60s" is not also "required". It returns nil when there is no problem, and an
+// error other than a *ValidationError as it is.
+func JoinProblems(decoded, validated error) error {
+	var d, v *ValidationError
+	if decoded != nil && !errors.As(decoded, &d) {
+		return decoded
+	}
+	if validated != nil && !errors.As(validated, &v) {
+		return validated
+	}
+	var out []Problem
+	if d != nil {
+		out = append(out, d.Problems...)
+	}
+	if v != nil {
+		for _, p := range v.Problems {
+			if !reported(d, p.Path) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: out}
+}
+
+// reported reports whether decoding already said something at path or at a path holding it.
+func reported(d *ValidationError, path string) bool {
+	if d == nil {
+		return false
+	}
+	for _, p := range d.Problems {
+		if p.Path == "" || p.Path == path || strings.HasPrefix(path, p.Path) && (path[len(p.Path)] == '.' || path[len(p.Path)] == '[') {
+			return true
+		}
+	}
+	return false
+}
 
 // Normalize fills in the defaults of the job contract, in place; ssm is true for jobs posted as
 // SSM work, whose flow label and execution target default to ssm. Only empty fields are filled,

@@ -172,11 +172,12 @@ func (s *Server) ssm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, body []byte, source string, ssm bool) {
 	job, env, err := domain.DecodeJob(body)
+	sub := Submission{Job: job, Envelope: env, Source: source, SSM: ssm}
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, s.Accepter.Reject(sub, err))
 		return
 	}
-	acc, err := s.Accepter.Accept(r.Context(), Submission{Job: job, Envelope: env, Source: source, SSM: ssm})
+	acc, err := s.Accepter.Accept(r.Context(), sub)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -165,6 +165,44 @@ orders:
 	}
 }
 
+// iac-ci run prints every problem at once: a misspelt field and a value of the wrong type do
+// not hide a cycle and a timeout over its target's limit, and a missing timeout says it is
+// required.
+func TestRunRejectsInvalidJobWithTyposListingEveryProblem(t *testing.T) {
+	t.Parallel()
+	path := writeJob(t, t.TempDir(), `username: newcomer
+orders:
+  - order_name: a
+    timeout: 1200
+    execution_target: lambda
+    dependencies: [b]
+    cmds: ["true"]
+    must_suceed: false
+  - order_name: b
+    dependencies: [a]
+    timeout: ten
+    cmds: ["true"]
+  - order_name: c
+    cmds: ["true"]
+`)
+	r := iacci(t, nil, "run", path)
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		`orders[0].must_suceed: unknown field (did you mean "must_succeed"?)`,
+		`orders[1].timeout: want a number, got "ten"`,
+		"orders: dependency cycle a -> b -> a",
+		"orders[0].timeout: 1200 exceeds the lambda limit of 900",
+		"orders[2].timeout: required",
+		"5 problems",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	t.Parallel()
 	if r := iacci(t, nil, "run"); r.code != 2 || !strings.Contains(r.stderr, "job file") {
