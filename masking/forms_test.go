@@ -87,6 +87,7 @@ var encodings = []struct {
 	{"base64 URL alphabet unpadded", func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }},
 	{"URL query escaping", url.QueryEscape},
 	{"URL path escaping", url.PathEscape},
+	{"URL escaping of all but unreserved characters", func(v string) string { return strings.ReplaceAll(url.QueryEscape(v), "+", "%20") }},
 	{"JSON", func(v string) string {
 		b, _ := json.Marshal(v)
 		return string(b)
@@ -222,7 +223,7 @@ func TestForms(t *testing.T) {
 		t.Errorf("Forms of a value under MinLen: got %q, want none", f)
 	}
 	f := masking.Forms("a/b c")
-	for _, want := range []string{"a/b c", "a%2Fb+c", "a%2Fb%20c", "YS9iIGM"} {
+	for _, want := range []string{"a/b c", "a%2Fb+c", "a%2Fb%20c", "a/b%20c", "YS9iIGM"} {
 		if !slices.Contains(f, want) {
 			t.Errorf("Forms(%q) lacks %q: %q", "a/b c", want, f)
 		}

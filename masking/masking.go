@@ -8,7 +8,8 @@
 //   - its base64, in the standard and URL alphabets, padded or not, also where the secret sits
 //     inside a longer base64 stream at any of the three byte alignments, and as base64 tools wrap
 //     it (lines of 76 or 64 characters);
-//   - its URL encoding, as a query value and as a path segment;
+//   - its URL encoding, as a query value and as a path segment, as Go, Python and JavaScript
+//     write them;
 //   - its JSON string escaping, as Go, Python and JavaScript write it.
 //
 // Occurrences that overlap (one form inside or across another) become a single "***", so no part
@@ -142,8 +143,9 @@ func Forms(value string) []string {
 	for _, f := range jsonForms(value) {
 		add(f, MinLen)
 	}
-	add(url.QueryEscape(value), MinLen)
-	add(url.PathEscape(value), MinLen)
+	for _, f := range urlForms(value) {
+		add(f, MinLen)
+	}
 	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 		add(enc.EncodeToString([]byte(value)), MinBase64Len)
 		for offset := range 3 {
@@ -175,6 +177,20 @@ func base64Core(enc *base64.Encoding, value string, offset int) string {
 		return ""
 	}
 	return e[start:end]
+}
+
+// urlForms returns value percent-encoded as a query value (Go's QueryEscape: a space is "+"), as
+// a path segment (Go's PathEscape), and with a space as "%20" and everything but letters, digits
+// and "-._~" escaped (RFC 3986; Python's quote with safe=""), keeping "/" (Python's quote) or
+// "!'()*" (JavaScript's encodeURIComponent).
+func urlForms(value string) []string {
+	query := url.QueryEscape(value)
+	strict := strings.ReplaceAll(query, "+", "%20") // a "+" of value is "%2B" by now
+	return []string{
+		query, url.PathEscape(value), strict,
+		strings.ReplaceAll(strict, "%2F", "/"),
+		strings.NewReplacer("%21", "!", "%27", "'", "%28", "(", "%29", ")", "%2A", "*").Replace(strict),
+	}
 }
 
 // jsonForms returns value escaped as a JSON string, without the quotes: as escaping the fewest
