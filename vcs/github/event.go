@@ -143,7 +143,8 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 		return EventResult{}, err
 	}
 	var job domain.Job
-	if len(problems) == 0 {
+	if len(problems) == 0 || cfg.Read {
+		// Validated even beside the config's own problems, so that a typo hides no cycle.
 		job = cfg.Job
 		if job.Username == "" {
 			job.Username = pr.GetUser().GetLogin()
@@ -159,8 +160,12 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 			}
 		}
 		job.Normalize(false)
+		var decoded error
+		if len(problems) > 0 {
+			decoded = &domain.ValidationError{Problems: problems}
+		}
 		var invalid *domain.ValidationError
-		if err := domain.Validate(job); errors.As(err, &invalid) {
+		if err := domain.JoinProblems(decoded, domain.Validate(job)); errors.As(err, &invalid) {
 			problems = invalid.Problems
 		} else if err != nil {
 			problems = []domain.Problem{{Message: err.Error()}}
