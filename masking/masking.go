@@ -67,14 +67,30 @@ const Mask = "***"
 // and the last two bytes under it say how far it can move without passing the start of any
 // form; only where they say 0 are the forms starting there compared. In a log, most windows move
 // by nearly their whole length.
+//
+// The forms and the table are made on first use, not by New: a worker makes a masker for an
+// order's callback URL before it knows the order's secrets, and uses it only if the order fails
+// before they are known.
 type Masker struct {
+	values []string // distinct, at least MinLen long
+	once   sync.Once
+
+	// Made by build, on first use.
 	forms [][]byte // distinct, each at least 3 bytes
 	// byPrefix lists the forms by their first two bytes (little endian), longest first.
 	byPrefix map[uint16][]int32
-	window   int             // bytes of each form the shift table is made of
-	shift    *[1 << 16]uint8 // how far the window may move when its last two bytes are x
-	maxLen   int
+	window   int // bytes of each form the shift table is made of
+	// shift says how far the window may move when its last two bytes are a and b, at
+	// block(a, b). Only their low 7 bits count: two blocks that differ in the high bits share
+	// the smaller shift, which is safe, and every pair of ASCII bytes (most of a log) has its
+	// own. 16 KiB instead of the 64 of every two bytes keeps a masker, made for every order,
+	// small; filling the table is most of the cost of masking an order's short log.
+	shift  *[1 << 14]uint8
+	maxLen int
 }
+
+// block is where two bytes are in the shift table.
+func block(a, b byte) uint32 { return uint32(a&0x7f)<<7 | uint32(b&0x7f) }
 
 // maxWindow bounds the window: a longer one would skip more, but a table of more bytes of each
 // form would say 0 in more places.
@@ -84,8 +100,18 @@ const maxWindow = 64
 // are ignored; duplicates count once.
 func New(values ...string) *Masker {
 	m := &Masker{}
-	seen := make(map[string]bool, len(values))
 	for _, v := range values {
+		if len(v) >= MinLen && !slices.Contains(m.values, v) {
+			m.values = append(m.values, v)
+		}
+	}
+	return m
+}
+
+// build makes the forms of m's values and the tables that find them.
+func (m *Masker) build() {
+	seen := make(map[string]bool, len(m.values))
+	for _, v := range m.values {
 		for _, f := range Forms(v) {
 			if seen[f] {
 				continue
@@ -96,11 +122,11 @@ func New(values ...string) *Masker {
 		}
 	}
 	if len(m.forms) == 0 {
-		return m
+		return
 	}
 	slices.SortStableFunc(m.forms, func(a, b []byte) int { return len(b) - len(a) })
 	m.window = min(len(m.forms[len(m.forms)-1]), maxWindow)
-	m.shift = new([1 << 16]uint8)
+	m.shift = new([1 << 14]uint8)
 	for x := range m.shift {
 		m.shift[x] = uint8(m.window - 1)
 	}
@@ -111,11 +137,10 @@ func New(values ...string) *Masker {
 		// The two bytes ending at f[j] under the window's last two: the window can move
 		// until f's start is under the window's.
 		for j := 1; j < m.window; j++ {
-			x := uint16(f[j-1]) | uint16(f[j])<<8
-			m.shift[x] = min(m.shift[x], uint8(m.window-1-j))
+			k := block(f[j-1], f[j])
+			m.shift[k] = min(m.shift[k], uint8(m.window-1-j))
 		}
 	}
-	return m
 }
 
 // Forms returns the strings masked for one secret value: the value, each line of it when it has
@@ -189,9 +214,12 @@ func urlForms(value string) []string {
 	return []string{
 		query, url.PathEscape(value), strict,
 		strings.ReplaceAll(strict, "%2F", "/"),
-		strings.NewReplacer("%21", "!", "%27", "'", "%28", "(", "%29", ")", "%2A", "*").Replace(strict),
+		componentUnescaper.Replace(strict),
 	}
 }
+
+// componentUnescaper turns RFC 3986 escaping into JavaScript's encodeURIComponent's.
+var componentUnescaper = strings.NewReplacer("%21", "!", "%27", "'", "%28", "(", "%29", ")", "%2A", "*")
 
 // jsonForms returns value escaped as a JSON string, without the quotes: as escaping the fewest
 // characters writes it (JavaScript, Go without HTML escaping), with <, > and & escaped (Go's
@@ -226,7 +254,7 @@ func jsonForms(value string) []string {
 
 // String returns s with every secret value, in every form, replaced by Mask.
 func (m *Masker) String(s string) string {
-	if m == nil || len(m.forms) == 0 {
+	if m == nil || len(m.values) == 0 {
 		return s
 	}
 	var out bytes.Buffer
@@ -245,6 +273,7 @@ func (m *Masker) String(s string) string {
 // byte before n, and every one starting before n fits in buf (n+maxLen-1 <= len(buf)). The
 // window visits the starts in order, so the occurrences come sorted by where they start.
 func (m *Masker) mask(out *bytes.Buffer, buf []byte, covered int, final bool) (n, coveredAfter int) {
+	m.once.Do(m.build)
 	n = len(buf)
 	if !final && m.maxLen > 1 {
 		n = max(0, len(buf)-(m.maxLen-1))
@@ -254,7 +283,7 @@ func (m *Masker) mask(out *bytes.Buffer, buf []byte, covered int, final bool) (n
 		shift, w := m.shift, m.window
 		// pos is the last byte under the window, which starts at pos-w+1.
 		for pos := w - 1; pos < len(buf) && pos-w+1 < n; {
-			if s := shift[uint16(buf[pos-1])|uint16(buf[pos])<<8]; s > 0 {
+			if s := shift[block(buf[pos-1], buf[pos])]; s > 0 {
 				pos += int(s)
 				continue
 			}
