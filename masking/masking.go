@@ -24,9 +24,10 @@
 // match by chance in any long base64 text.
 //
 // Not covered: transformations no masker can know, such as a value reversed, hashed, encrypted,
-// split across commands or writes of different streams, printed with characters between its
-// parts, or encoded any way not listed above (hex, base32, another escaping). Commands that handle
-// secrets should not print them.
+// cut into parts printed apart (by different commands, or with anything between them), or
+// encoded any way not listed above (hex, base32, another escaping). A value whose parts come out
+// one right after the other, in one write or several, is masked. Commands that handle secrets
+// should not print them.
 //
 // A Masker is safe for concurrent use. Its Writer masks a stream, including a form split across
 // two writes, by holding back the last few bytes until more arrive or it is closed.
