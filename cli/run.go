@@ -254,14 +254,15 @@ func loadJob(path string, stdin io.Reader, stderr io.Writer, getenv Env) (domain
 		return domain.Job{}, domain.Envelope{}, err
 	}
 	job, env, err := domain.DecodeJob(body)
-	if err != nil {
-		return job, env, err
-	}
 	if job.Username == "" {
 		job.Username = currentUser(getenv)
 	}
 	job.BaseDir = baseDir
 	sub := producers.Submission{Job: job, Envelope: env, Source: "cli"}
+	if err != nil {
+		// A decoding problem hides no other: the job is checked all the same.
+		return job, env, (&producers.Accepter{Embedded: true}).Reject(sub, err)
+	}
 	err = (&producers.Accepter{Embedded: true}).Prepare(&sub)
 	return sub.Job, env, err
 }

@@ -33,8 +33,14 @@ const maxNesting = 32
 
 // DecodeJob reads a job from JSON or YAML (a body whose first non-space byte is '{' is read as
 // JSON, and as a YAML flow mapping only if it is not JSON), or from the envelope form whose
-// job_parameters_b64 holds the job JSON in base64. Decoding is strict: an unknown field, a duplicate key or a value of the wrong type is a problem naming its
-// path. Every error is a *ValidationError listing all such problems.
+// job_parameters_b64 holds the job JSON in base64. Decoding is strict: an unknown field, a
+// duplicate key or a value of the wrong type is a problem naming its path. Every error is a
+// *ValidationError listing all such problems.
+//
+// When the body was read but some of its fields did not decode, the error's Partial is set and
+// the returned job (and envelope) hold every field that did: a caller should still normalize and
+// validate that job and report its problems with these (JoinProblems), so that a typo does not
+// hide a cycle. A body that cannot be read as a job at all returns an empty job.
 //
 // The body cannot set Job.NoSecrets or Job.BaseDir; the engine sets them. DecodeJob fills no
 // defaults: call Normalize, then Validate.
@@ -52,10 +58,15 @@ func DecodeJob(body []byte) (Job, Envelope, error) {
 	d := jobDecoder{yaml: isYAML}
 	var j Job
 	d.decode("", root, reflect.ValueOf(&j).Elem())
-	if len(d.problems) > 0 {
-		return Job{}, Envelope{}, &ValidationError{Problems: d.problems}
+	return j, Envelope{}, d.partial()
+}
+
+// partial is the error of a body that was read but did not decode whole, or nil.
+func (d *jobDecoder) partial() error {
+	if len(d.problems) == 0 {
+		return nil
 	}
-	return j, Envelope{}, nil
+	return &ValidationError{Problems: d.problems, Partial: true}
 }
 
 func decodeEnvelope(root value, isYAML bool) (Job, Envelope, error) {
@@ -94,24 +105,27 @@ func decodeEnvelope(root value, isYAML bool) (Job, Envelope, error) {
 		}
 		d.decode(m.key, m.value, reflect.ValueOf(dst).Elem())
 	}
-	if len(d.problems) > 0 {
+	// The envelope's own problems do not stop the job inside it from being read: they are
+	// reported with the job's.
+	unread := func(message string) (Job, Envelope, error) {
+		d.add(envelopeJobField, message)
 		return Job{}, Envelope{}, &ValidationError{Problems: d.problems}
 	}
-	if len(bytes.TrimSpace(inner)) == 0 {
-		return Job{}, Envelope{}, reject(envelopeJobField, "the encoded job is empty: base64-encode the job JSON")
+	switch {
+	case !seen[envelopeJobField] || len(d.problems) > 0 && inner == nil:
+		return Job{}, Envelope{}, &ValidationError{Problems: d.problems}
+	case len(bytes.TrimSpace(inner)) == 0:
+		return unread("the encoded job is empty: base64-encode the job JSON")
 	}
 	tree, err := parseJSON(inner)
 	if err != nil {
-		return Job{}, Envelope{}, reject(envelopeJobField, "the encoded job is not valid JSON: "+err.Error())
+		return unread("the encoded job is not valid JSON: " + err.Error())
 	}
 	// Paths inside the encoded job are the job's own field names, as Validate reports them.
 	d.yaml = false
 	var j Job
 	d.decode("", tree, reflect.ValueOf(&j).Elem())
-	if len(d.problems) > 0 {
-		return Job{}, Envelope{}, &ValidationError{Problems: d.problems}
-	}
-	return j, env, nil
+	return j, env, d.partial()
 }
 
 // decodeBase64 accepts the standard and URL alphabets, padded or not, and ignores line breaks,

@@ -376,3 +376,93 @@ func TestClosest(t *testing.T) {
 		}
 	}
 }
+
+// A typo or a wrong type no longer hides the rest: the job decoded beside those problems is
+// still validated, and its problems are reported with them, except where decoding already
+// spoke.
+func TestDecodeProblemsJoinValidation(t *testing.T) {
+	t.Parallel()
+	const body = `
+username: ana
+orders:
+  - order_name: plan
+    cmds: [tofu plan]
+    timeout: 600
+    dependencies: [apply]
+    tiemout_minutes: 5
+  - order_name: apply
+    cmds: [tofu apply]
+    timeout: 1000
+    execution_target: lambda
+    dependencies: [plan]
+  - order_name: check
+    cmds: [tofu validate]
+    timeout: "60s"
+`
+	job, _, err := DecodeJob([]byte(body))
+	var decoded *ValidationError
+	if !errors.As(err, &decoded) || !decoded.Partial {
+		t.Fatalf("DecodeJob: got %v, want a partial *ValidationError", err)
+	}
+	if len(job.Orders) != 3 || job.Orders[1].Timeout != 1000 {
+		t.Fatalf("the job decoded beside the problems is not kept: %+v", job)
+	}
+	job.Normalize(false)
+	ps := problemsOf(t, JoinProblems(err, Validate(job)))
+	for _, want := range []struct{ path, fragment string }{
+		{"orders[0].tiemout_minutes", "unknown field"},
+		{"orders[2].timeout", `want a number, got "60s"`},
+		{"orders", "dependency cycle apply -> plan -> apply"},
+		{"orders[1].timeout", "1000 exceeds the lambda limit of 900"},
+	} {
+		if _, ok := findProblem(ps, want.path, want.fragment); !ok {
+			t.Errorf("no problem at %q containing %q in:\n%v", want.path, want.fragment, ps)
+		}
+	}
+	// orders[2].timeout did not decode: it is not also reported as missing.
+	if n := countAt(ps, "orders[2].timeout"); n != 1 {
+		t.Errorf("orders[2].timeout: %d problems, want only decoding's:\n%v", n, ps)
+	}
+}
+
+func countAt(ps []Problem, path string) int {
+	n := 0
+	for _, p := range ps {
+		if p.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+func TestJoinProblems(t *testing.T) {
+	t.Parallel()
+	decoded := &ValidationError{Partial: true, Problems: []Problem{{"orders[1]", "want an object of fields, got a list"}, {"orders[0].timeout", "want a number"}}}
+	validated := &ValidationError{Problems: []Problem{
+		{"orders", "dependency cycle a -> b -> a"},
+		{"orders[0].timeout", "required"},
+		{"orders[1].cmds", "no commands"},
+		{"orders[10].cmds", "no commands"},
+		{"username", "required"},
+	}}
+	got := problemsOf(t, JoinProblems(decoded, validated))
+	want := []Problem{
+		{"orders[1]", "want an object of fields, got a list"}, {"orders[0].timeout", "want a number"},
+		{"orders", "dependency cycle a -> b -> a"}, {"orders[10].cmds", "no commands"}, {"username", "required"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("JoinProblems:\ngot  %v\nwant %v", got, want)
+	}
+	if err := JoinProblems(nil, nil); err != nil {
+		t.Errorf("JoinProblems(nil, nil): %v", err)
+	}
+	// A problem of the whole body covers everything.
+	whole := &ValidationError{Partial: true, Problems: []Problem{{"", "want an object of fields, got a list"}}}
+	if got := problemsOf(t, JoinProblems(whole, validated)); len(got) != 1 {
+		t.Errorf("JoinProblems under a problem of the whole body: got %v, want only it", got)
+	}
+	other := errors.New("disk on fire")
+	if err := JoinProblems(nil, other); err != other {
+		t.Errorf("JoinProblems with a plain error: got %v", err)
+	}
+}

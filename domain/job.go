@@ -38,6 +38,17 @@ const (
 	DefaultTarget          = TargetCodeBuild
 	// PresignMargin is how much longer than an order's timeout its callback URL must stay valid.
 	PresignMargin = 300 // seconds
+	// MaxPresignExpiry is the longest presign_expiry: S3 presigned URLs live at most 7 days.
+	MaxPresignExpiry = 7 * 24 * 3600 // seconds
+	// MaxJobTimeout is the longest job_timeout. A week is more than any job of orders within
+	// their targets' limits needs, and it keeps every deadline far from overflowing a
+	// time.Duration (which holds about 292 years).
+	MaxJobTimeout = 7 * 24 * 3600 // seconds
+	// MaxOrderTimeout is the longest timeout of any target (ssm's); it bounds an order's timeout
+	// even when its target is unknown.
+	MaxOrderTimeout = 172800 // seconds
+	// MaxIssueNumber bounds pr_number and issue_number (GitHub numbers them in 32 bits).
+	MaxIssueNumber = 1<<31 - 1
 	// MaxBodyBytes is the largest job body the producers accept.
 	MaxBodyBytes = 1 << 20
 )

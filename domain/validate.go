@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"filippo.io/age"
 )
 
 // Problem is one thing wrong with a job: where, by the job's own field names
@@ -35,6 +39,9 @@ var ErrInvalidJob = errors.New("job rejected")
 // and then in the order of the order's fields, so a job always gets the same message.
 type ValidationError struct {
 	Problems []Problem
+	// Partial is set by DecodeJob when the body was read but some of its fields were not: the
+	// job returned with the error holds the rest, and is worth validating too (JoinProblems).
+	Partial bool `json:"-"`
 }
 
 func (e *ValidationError) Error() string {
@@ -54,6 +61,49 @@ func (e *ValidationError) Error() string {
 
 func (e *ValidationError) Unwrap() error { return ErrInvalidJob }
 
+// JoinProblems reports every problem of a body at once: those of decoding it (a *ValidationError
+// from DecodeJob) followed by those of validating the job decoded beside them (Validate's error,
+// or nil). A problem of validation at or under a path decoding already reported is left out: a
+// timeout written "60s" is not also "required". It returns nil when there is no problem, and an
+// error other than a *ValidationError as it is.
+func JoinProblems(decoded, validated error) error {
+	var d, v *ValidationError
+	if decoded != nil && !errors.As(decoded, &d) {
+		return decoded
+	}
+	if validated != nil && !errors.As(validated, &v) {
+		return validated
+	}
+	var out []Problem
+	if d != nil {
+		out = append(out, d.Problems...)
+	}
+	if v != nil {
+		for _, p := range v.Problems {
+			if !reported(d, p.Path) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: out}
+}
+
+// reported reports whether decoding already said something at path or at a path holding it.
+func reported(d *ValidationError, path string) bool {
+	if d == nil {
+		return false
+	}
+	for _, p := range d.Problems {
+		if p.Path == "" || p.Path == path || strings.HasPrefix(path, p.Path) && (path[len(p.Path)] == '.' || path[len(p.Path)] == '[') {
+			return true
+		}
+	}
+	return false
+}
+
 // Normalize fills in the defaults of the job contract, in place; ssm is true for jobs posted as
 // SSM work, whose flow label and execution target default to ssm. Only empty fields are filled,
 // so Normalize is idempotent.
@@ -65,7 +115,15 @@ func (j *Job) Normalize(ssm bool) {
 		}
 	}
 	if j.PresignExpiry == 0 {
+		// Long enough for the longest order: a default that silently capped timeouts would make
+		// a job valid or not by a field its author never wrote. Timeouts past every target's
+		// limit are left to Validate to report.
 		j.PresignExpiry = DefaultPresignExpiry
+		for _, o := range j.Orders {
+			if o.Timeout > 0 {
+				j.PresignExpiry = max(j.PresignExpiry, min(o.Timeout, MaxOrderTimeout)+PresignMargin)
+			}
+		}
 	}
 	if j.JobTimeout == 0 {
 		j.JobTimeout = DefaultJobTimeout
@@ -187,6 +245,7 @@ func Validate(j Job) error {
 		v.order(j, i, o, names, index)
 	}
 
+	v.nulBytes("", reflect.ValueOf(j), "orders")
 	switch {
 	case j.Username == "":
 		v.add("username", "required: say who asks for this run (it becomes part of flow_id)")
@@ -194,28 +253,149 @@ func Validate(j Job) error {
 		v.add("username", fmt.Sprintf("%q contains ':', which separates the parts of flow_id: remove it", j.Username))
 	}
 	v.gitRepo("git_repo", j.GitRepo)
-	if j.PRNumber < 0 {
-		v.add("pr_number", fmt.Sprintf("%d is negative: give the pull request's number or leave it out", j.PRNumber))
-	}
-	if j.IssueNumber < 0 {
-		v.add("issue_number", fmt.Sprintf("%d is negative: give the issue's number or leave it out", j.IssueNumber))
-	}
+	v.issueNumber("pr_number", "pull request", j.PRNumber)
+	v.issueNumber("issue_number", "issue", j.IssueNumber)
 	v.secretLocation("git_token_location", j.GitTokenLocation)
 	v.secretLocation("git_ssh_key_location", j.GitSSHKeyLocation)
-	if j.PresignExpiry <= 0 {
-		v.add("presign_expiry", fmt.Sprintf("%d is not a positive number of seconds: leave it out for the default of %d", j.PresignExpiry, DefaultPresignExpiry))
-	} else {
+	v.revision("commit_hash", j.CommitHash)
+	switch {
+	case j.PresignExpiry <= 0:
+		v.add("presign_expiry", fmt.Sprintf("%d is not a positive number of seconds: leave it out for a default that fits the longest timeout", j.PresignExpiry))
+	case j.PresignExpiry > MaxPresignExpiry:
+		v.add("presign_expiry", fmt.Sprintf("%d exceeds %d (7 days), the longest an S3 presigned URL is valid: lower it, or leave it out for a default that fits the longest timeout", j.PresignExpiry, MaxPresignExpiry))
+	default:
 		for i, o := range j.Orders {
-			if need := o.Timeout + PresignMargin; o.Timeout > 0 && j.PresignExpiry < need {
-				v.add("presign_expiry", fmt.Sprintf("%d is too short for orders[%d] (%q), whose timeout is %d: its result URL must outlive it by %d s, so raise presign_expiry to at least %d or lower that timeout",
+			// An order whose timeout is refused has its own problem; the URL's is not worth
+			// another.
+			if !timeoutWithinLimit(o) {
+				continue
+			}
+			if need := o.Timeout + PresignMargin; j.PresignExpiry < need {
+				v.add("presign_expiry", fmt.Sprintf("%d is too short for orders[%d] (%q), whose timeout is %d: its result URL must outlive it by %d s, so raise presign_expiry to at least %d, lower that timeout, or leave presign_expiry out",
 					j.PresignExpiry, i, o.OrderName, o.Timeout, PresignMargin, need))
 			}
 		}
 	}
-	if j.JobTimeout <= 0 {
+	switch {
+	case j.JobTimeout <= 0:
 		v.add("job_timeout", fmt.Sprintf("%d is not a positive number of seconds: leave it out for the default of %d", j.JobTimeout, DefaultJobTimeout))
+	case j.JobTimeout > MaxJobTimeout:
+		v.add("job_timeout", fmt.Sprintf("%d exceeds the limit of %d seconds (7 days): give the run's deadline in seconds, at most %d", j.JobTimeout, MaxJobTimeout, MaxJobTimeout))
 	}
 	return v.err()
+}
+
+// timeoutWithinLimit reports whether an order's timeout is one Validate accepts.
+func timeoutWithinLimit(o Order) bool {
+	limit := o.ExecutionTarget.TimeoutLimit()
+	if limit == 0 {
+		limit = MaxOrderTimeout
+	}
+	return o.Timeout > 0 && o.Timeout <= limit
+}
+
+func (v *validator) issueNumber(p, noun string, n int) {
+	switch {
+	case n < 0:
+		v.add(p, fmt.Sprintf("%d is negative: give the %s's number or leave it out", n, noun))
+	case n > MaxIssueNumber:
+		v.add(p, fmt.Sprintf("%d is past the largest %s number, %d: give the %s's number or leave it out", n, noun, MaxIssueNumber, noun))
+	}
+}
+
+// nulMessage is the problem of a string holding a NUL byte: exec takes C strings, so no
+// command, argument or variable can hold one, and no AWS API takes one either.
+const nulMessage = `contains a NUL byte (\x00), which no command, variable or name can hold: remove it`
+
+// nulBytes adds a problem for every string under rv that holds a NUL byte, by the wire names of
+// the job contract. skip names a field of a struct that is checked on its own (a job's orders).
+func (v *validator) nulBytes(p string, rv reflect.Value, skip string) {
+	switch rv.Kind() {
+	case reflect.String:
+		if strings.IndexByte(rv.String(), 0) >= 0 {
+			v.add(p, nulMessage)
+		}
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.nulBytes(p, rv.Elem(), "")
+		}
+	case reflect.Slice:
+		for i := range rv.Len() {
+			v.nulBytes(fmt.Sprintf("%s[%d]", p, i), rv.Index(i), "")
+		}
+	case reflect.Map:
+		keys := rv.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			kp := mapPath(p, k.String())
+			if strings.IndexByte(k.String(), 0) >= 0 {
+				v.add(kp, "the name "+nulMessage)
+			}
+			v.nulBytes(kp, rv.MapIndex(k), "")
+		}
+	case reflect.Struct:
+		for _, f := range wireFields(rv.Type()) {
+			if f.name != skip {
+				v.nulBytes(joinPath(p, f.name), rv.Field(f.index), "")
+			}
+		}
+	}
+}
+
+type wireField struct {
+	name  string
+	index int
+}
+
+// wireFields lists the wire names of t's fields in the order they are declared.
+func wireFields(t reflect.Type) []wireField {
+	byName := jsonFields(t)
+	fields := make([]wireField, 0, len(byName))
+	for name, i := range byName {
+		fields = append(fields, wireField{name, i})
+	}
+	slices.SortFunc(fields, func(a, b wireField) int { return a.index - b.index })
+	return fields
+}
+
+// revisionPattern is what a commit hash or a branch or tag name is written with. It starts with
+// neither '-' (git would read an option) nor '.' or '/'.
+var revisionPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
+
+// maxRevision bounds a commit_hash: a SHA-256 commit hash is 64 hex digits, and git refuses ref
+// names past 255 bytes on most file systems.
+const maxRevision = 255
+
+// revision checks a commit_hash: a commit hash or a branch or tag name git could fetch.
+func (v *validator) revision(p, rev string) {
+	if rev == "" {
+		return
+	}
+	const fix = "give a commit hash (40 hex digits) or a branch or tag name"
+	shown := strconv.Quote(rev)
+	if len(rev) > 64 {
+		shown = "the value"
+	}
+	switch {
+	case strings.HasPrefix(rev, "-"):
+		v.add(p, fmt.Sprintf("%s starts with '-', which git would read as an option: %s", shown, fix))
+		return
+	case len(rev) > maxRevision:
+		v.add(p, fmt.Sprintf("%d bytes long, over %d: %s", len(rev), maxRevision, fix))
+		return
+	case !revisionPattern.MatchString(rev):
+		v.add(p, fmt.Sprintf("%s is not a git revision (letters, digits, '.', '_', '/' and '-', starting with a letter, digit or '_'): %s", shown, fix))
+		return
+	}
+	for _, part := range strings.Split(rev, "/") {
+		if part == "" || strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") || strings.HasSuffix(part, ".") {
+			v.add(p, fmt.Sprintf("%s is not a git revision (git refuses an empty part, a part starting or ending with '.', and '.lock' at a part's end): %s", shown, fix))
+			return
+		}
+	}
+	if strings.Contains(rev, "..") {
+		v.add(p, fmt.Sprintf("%s contains '..', a range of commits and not one: %s", shown, fix))
+	}
 }
 
 // graphProblems is the part of Validate that Plan needs: the orders can be told apart by
@@ -276,25 +456,49 @@ func (v *validator) order(j Job, i int, o Order, names, queueIDs map[string]int)
 	v.dependencies(p, o, queueIDs)
 	v.target(p, o)
 	v.codeSource(p, j, o)
+	v.revision(p+".commit_hash", o.CommitHash)
 	v.environment(p, o)
-	if o.SopsKey != "" && !strings.HasPrefix(o.SopsKey, "age1") {
-		// Never repeat the key: it may be a private one pasted by mistake.
-		if strings.HasPrefix(strings.ToUpper(o.SopsKey), "AGE-SECRET-KEY-") {
-			v.add(p+".sops_key", "this is an age private key, not a recipient: give its public key (age1..., from age-keygen -y) and treat the private key as exposed")
-		} else {
-			v.add(p+".sops_key", "not an age recipient: give an age public key (age1...), or leave sops_key out to seal with a per-run key")
-		}
-	}
+	v.sopsKey(p+".sops_key", o.SopsKey)
 	v.ssmTargets(p, o)
+	v.nulBytes(p, reflect.ValueOf(o), "")
+}
+
+// sopsKey checks that a sops_key is an age recipient the sealer takes: X25519 (age1...) or the
+// hybrid post-quantum kind (age1pq1...). Plugin recipients are refused, since sops would run a
+// program named after them. The key is never repeated: it may be a private one pasted by mistake.
+func (v *validator) sopsKey(p, key string) {
+	if key == "" {
+		return
+	}
+	if _, err := age.ParseX25519Recipient(key); err == nil {
+		return
+	}
+	if _, err := age.ParseHybridRecipient(key); err == nil {
+		return
+	}
+	switch {
+	case strings.HasPrefix(strings.ToUpper(key), "AGE-SECRET-KEY-"):
+		v.add(p, "this is an age private key, not a recipient: give its public key (age1..., from age-keygen -y) and treat the private key as exposed")
+	case strings.HasPrefix(key, "age1"):
+		v.add(p, "not a valid age recipient (a character is wrong or missing, or it is a plugin recipient): copy the whole public key age-keygen -y prints, or leave sops_key out to seal with a per-run key")
+	default:
+		v.add(p, "not an age recipient: give an age public key (age1...), or leave sops_key out to seal with a per-run key")
+	}
 }
 
 func (v *validator) timeout(p string, o Order) {
 	limit := o.ExecutionTarget.TimeoutLimit()
 	switch {
-	case o.Timeout <= 0 && limit > 0:
+	case o.Timeout == 0 && limit > 0:
+		v.add(p+".timeout", fmt.Sprintf("required: set timeout to the seconds the order may run (at most %d on %s)", limit, o.ExecutionTarget))
+	case o.Timeout == 0:
+		v.add(p+".timeout", "required: set timeout to the seconds the order may run")
+	case o.Timeout < 0 && limit > 0:
 		v.add(p+".timeout", fmt.Sprintf("%d is not a positive number of seconds: set timeout (at most %d on %s)", o.Timeout, limit, o.ExecutionTarget))
-	case o.Timeout <= 0:
+	case o.Timeout < 0:
 		v.add(p+".timeout", fmt.Sprintf("%d is not a positive number of seconds: set timeout", o.Timeout))
+	case limit == 0 && o.Timeout > MaxOrderTimeout:
+		v.add(p+".timeout", fmt.Sprintf("%d exceeds the longest limit of any target, %d (ssm)", o.Timeout, MaxOrderTimeout))
 	case limit > 0 && o.Timeout > limit:
 		hint := map[Target]string{
 			TargetLambda:    "use codebuild or ssm for longer runs",
@@ -461,17 +665,59 @@ func (v *validator) ssmTargets(p string, o Order) {
 		v.add(p+".ssm_targets", "both instance_ids and tags: "+forms+", not both")
 		return
 	}
+	if len(t.InstanceIDs) > maxInstanceIDs {
+		v.add(p+".ssm_targets.instance_ids", fmt.Sprintf("%d instances, over the %d one SSM command takes: split the order, or target the instances by tags", len(t.InstanceIDs), maxInstanceIDs))
+	}
 	for k, id := range t.InstanceIDs {
-		if strings.TrimSpace(id) == "" {
-			v.add(fmt.Sprintf("%s.ssm_targets.instance_ids[%d]", p, k), "empty: give an instance id or remove the entry")
+		ip := fmt.Sprintf("%s.ssm_targets.instance_ids[%d]", p, k)
+		switch {
+		case strings.TrimSpace(id) == "":
+			v.add(ip, "empty: give an instance id or remove the entry")
+		case !instanceIDPattern.MatchString(id):
+			shown := strconv.Quote(id)
+			if len(id) > 64 {
+				shown = "the value"
+			}
+			v.add(ip, fmt.Sprintf("%s is not an instance id: give an EC2 instance id (i- and 8 or 17 hex digits, like i-0123456789abcdef0) or a managed node id (mi- and 17 hex digits)", shown))
 		}
 	}
+	if len(t.Tags) > maxTargetTags {
+		v.add(p+".ssm_targets.tags", fmt.Sprintf("%d tags, over the %d one SSM command takes: keep at most %d (an instance must match them all)", len(t.Tags), maxTargetTags, maxTargetTags))
+	}
 	for _, key := range slices.Sorted(maps.Keys(t.Tags)) {
-		if strings.TrimSpace(key) == "" {
+		tp := mapPath(p+".ssm_targets.tags", key)
+		switch {
+		case strings.TrimSpace(key) == "":
 			v.add(p+".ssm_targets.tags", "a tag has an empty key: name the tag")
+			continue
+		case utf8.RuneCountInString(key) > maxTagKey:
+			v.add(tp, fmt.Sprintf("the tag key is %d characters, over the %d EC2 allows: name the tag as it is on the instances", utf8.RuneCountInString(key), maxTagKey))
+		case !tagKeyPattern.MatchString(key):
+			v.add(tp, "the tag key has a character SSM refuses in a target: use letters, digits, spaces and _ . : / = - @")
+		}
+		switch value := t.Tags[key]; {
+		case value == "":
+			v.add(tp, "empty value: SSM matches a tag by a value of 1 to 256 characters; give the tag's value")
+		case utf8.RuneCountInString(value) > maxTagValue:
+			v.add(tp, fmt.Sprintf("the value is %d characters, over the %d EC2 allows: give the tag's value", utf8.RuneCountInString(value), maxTagValue))
 		}
 	}
 }
+
+// Limits of SSM's SendCommand on whom a command goes to, and of EC2's tags.
+const (
+	maxInstanceIDs = 50
+	maxTargetTags  = 5
+	maxTagKey      = 128
+	maxTagValue    = 256
+)
+
+var (
+	// instanceIDPattern is an EC2 instance id (8 or 17 hex digits) or an SSM managed node id.
+	instanceIDPattern = regexp.MustCompile(`^(i-([0-9a-f]{8}|[0-9a-f]{17})|mi-[0-9a-f]{17})$`)
+	// tagKeyPattern is what SSM takes in a target's key (tag:<key>).
+	tagKeyPattern = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=@-]+$`)
+)
 
 func (v *validator) gitRepo(p, repo string) {
 	if repo == "" || gitRepoPattern.MatchString(repo) && !strings.HasSuffix(repo, "/.") && !strings.HasSuffix(repo, "/..") {

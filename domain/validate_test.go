@@ -1,9 +1,12 @@
 package domain
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -29,7 +32,7 @@ func TestValidateAcceptsValidJobs(t *testing.T) {
 	}{
 		{"plain", validJob, false},
 		{"ssm job with instance ids", func() Job {
-			return Job{Username: "ops", Orders: []Order{{Cmds: []string{"uptime"}, Timeout: 172800, SSMTargets: &SSMTargets{InstanceIDs: []string{"i-0abc"}}}}, PresignExpiry: 172800 + PresignMargin}
+			return Job{Username: "ops", Orders: []Order{{Cmds: []string{"uptime"}, Timeout: 172800, SSMTargets: &SSMTargets{InstanceIDs: []string{"i-0abc1234"}}}}, PresignExpiry: 172800 + PresignMargin}
 		}, true},
 		{"everything optional set well", func() Job {
 			j := validJob()
@@ -79,7 +82,9 @@ func TestValidateProblems(t *testing.T) {
 		{"colon in username", func(j *Job) { j.Username = "ana:b" }, "username", []string{"':'", "remove it"}},
 		{"no commands", func(j *Job) { j.Orders[1].Cmds = nil }, "orders[1].cmds", []string{"no commands"}},
 		{"empty command", func(j *Job) { j.Orders[1].Cmds = []string{"ls", "  "} }, "orders[1].cmds[1]", []string{"empty command"}},
-		{"zero timeout", func(j *Job) { j.Orders[0].Timeout = 0 }, "orders[0].timeout", []string{"0 is not a positive number", "at most 28800 on codebuild"}},
+		{"missing timeout", func(j *Job) { j.Orders[0].Timeout = 0 }, "orders[0].timeout", []string{"required", "at most 28800 on codebuild"}},
+		{"timeout past every limit on an unknown target", func(j *Job) { j.Orders[0].ExecutionTarget, j.Orders[0].Timeout = "fargate", 9300000000 },
+			"orders[0].timeout", []string{"9300000000 exceeds the longest limit of any target, 172800"}},
 		{"negative timeout", func(j *Job) { j.Orders[0].Timeout = -5 }, "orders[0].timeout", []string{"-5 is not a positive"}},
 		{"lambda limit", func(j *Job) { j.Orders[1].ExecutionTarget, j.Orders[1].Timeout = TargetLambda, 901 },
 			"orders[1].timeout", []string{"901 exceeds the lambda limit of 900 (use codebuild or ssm for longer runs)"}},
@@ -152,13 +157,13 @@ func TestValidateProblems(t *testing.T) {
 			"orders[1].ssm_targets", []string{"required for ssm orders"}},
 		{"ssm order with both targets", func(j *Job) {
 			j.Orders[1].ExecutionTarget = TargetSSM
-			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-1"}, Tags: map[string]string{"a": "b"}}
+			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-0123456789abcdef0"}, Tags: map[string]string{"a": "b"}}
 		}, "orders[1].ssm_targets", []string{"not both"}},
 		{"ssm order with an empty instance id", func(j *Job) {
 			j.Orders[1].ExecutionTarget = TargetSSM
-			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-1", ""}}
+			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-0123456789abcdef0", ""}}
 		}, "orders[1].ssm_targets.instance_ids[1]", []string{"empty"}},
-		{"ssm_targets on codebuild", func(j *Job) { j.Orders[0].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-1"}} },
+		{"ssm_targets on codebuild", func(j *Job) { j.Orders[0].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-0123456789abcdef0"}} },
 			"orders[0].ssm_targets", []string{"only ssm orders", `it is "codebuild"`}},
 		{"job git_repo malformed", func(j *Job) { j.GitRepo = "https://github.com/octo-org/infra.git" },
 			"git_repo", []string{`write "octo-org/infra"`}},
@@ -171,6 +176,76 @@ func TestValidateProblems(t *testing.T) {
 			"presign_expiry", []string{`1499 is too short for orders[1] ("apply"), whose timeout is 1200`, "at least 1500"}},
 		{"negative presign_expiry", func(j *Job) { j.PresignExpiry = -1 }, "presign_expiry", []string{"not a positive"}},
 		{"negative job_timeout", func(j *Job) { j.JobTimeout = -1 }, "job_timeout", []string{"not a positive"}},
+		// 9300000000 s is past what a time.Duration holds: the deadline would overflow and the
+		// run time out at once.
+		{"job_timeout overflowing a duration", func(j *Job) { j.JobTimeout = 9300000000 }, "job_timeout", []string{"9300000000 exceeds the limit of 604800"}},
+		{"job_timeout past a week", func(j *Job) { j.JobTimeout = MaxJobTimeout + 1 }, "job_timeout", []string{"exceeds the limit of 604800"}},
+		{"presign_expiry past 7 days", func(j *Job) { j.PresignExpiry = MaxPresignExpiry + 1 }, "presign_expiry", []string{"604801 exceeds 604800 (7 days)", "S3 presigned URL"}},
+		{"presign_expiry valid until 2058", func(j *Job) { j.PresignExpiry = 1_000_000_000 }, "presign_expiry", []string{"exceeds 604800"}},
+		{"pr_number past 32 bits", func(j *Job) { j.PRNumber = 1 << 40 }, "pr_number", []string{"past the largest pull request number"}},
+		{"issue_number past 32 bits", func(j *Job) { j.IssueNumber = 1 << 31 }, "issue_number", []string{"past the largest issue number"}},
+		{"NUL in a command", func(j *Job) { j.Orders[0].Cmds = []string{"echo a\x00b"} }, "orders[0].cmds[0]", []string{"NUL byte", "remove it"}},
+		{"NUL in an env var value", func(j *Job) { j.Orders[0].EnvVars = map[string]string{"A": "x\x00"} }, "orders[0].env_vars.A", []string{"NUL byte"}},
+		{"NUL in an env var name", func(j *Job) { j.Orders[0].EnvVars = map[string]string{"A\x00": "x"} }, `orders[0].env_vars["A\x00"]`, []string{"the name contains a NUL byte"}},
+		{"NUL in username", func(j *Job) { j.Username = "ana\x00" }, "username", []string{"NUL byte"}},
+		{"NUL in order_name", func(j *Job) { j.Orders[0].OrderName = "pl\x00an" }, "orders[0].order_name", []string{"NUL byte"}},
+		{"NUL in a tag value", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{"role": "a\x00"}}
+		}, "orders[1].ssm_targets.tags.role", []string{"NUL byte"}},
+		{"commit_hash an option", func(j *Job) { j.CommitHash = "--upload-pack=touch /tmp/x" }, "commit_hash", []string{"starts with '-'", "option", "commit hash"}},
+		{"order commit_hash an option", func(j *Job) { j.Orders[0].CommitHash = "-c" }, "orders[0].commit_hash", []string{"starts with '-'"}},
+		{"commit_hash with a space", func(j *Job) { j.CommitHash = "main foo" }, "commit_hash", []string{"not a git revision"}},
+		{"commit_hash a range", func(j *Job) { j.CommitHash = "main..dev" }, "commit_hash", []string{"'..'"}},
+		{"commit_hash ending in .lock", func(j *Job) { j.CommitHash = "heads/x.lock" }, "commit_hash", []string{"'.lock'"}},
+		{"commit_hash with an empty part", func(j *Job) { j.CommitHash = "a//b" }, "commit_hash", []string{"empty part"}},
+		{"commit_hash too long", func(j *Job) { j.CommitHash = strings.Repeat("a", 256) }, "commit_hash", []string{"256 bytes long"}},
+		{"sops_key age1 but malformed", func(j *Job) { j.Orders[0].SopsKey = "age1notarecipient" }, "orders[0].sops_key", []string{"not a valid age recipient"}},
+		{"sops_key with a bad checksum", func(j *Job) {
+			j.Orders[0].SopsKey = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gz"
+		}, "orders[0].sops_key", []string{"not a valid age recipient"}},
+		{"sops_key a plugin recipient", func(j *Job) {
+			j.Orders[0].SopsKey = "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t"
+		}, "orders[0].sops_key", []string{"plugin recipient"}},
+		{"sops_key a private key", func(j *Job) {
+			j.Orders[0].SopsKey = "AGE-SECRET-KEY-1QQQQ"
+		}, "orders[0].sops_key", []string{"private key", "treat the private key as exposed"}},
+		{"instance id a path", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-0123456789abcdef0/../x"}}
+		}, "orders[1].ssm_targets.instance_ids[0]", []string{"not an instance id", "i- and 8 or 17 hex digits"}},
+		{"instance id not hex", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-zzzzzzzz"}}
+		}, "orders[1].ssm_targets.instance_ids[0]", []string{"not an instance id"}},
+		{"too many instance ids", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			ids := make([]string, 51)
+			for k := range ids {
+				ids[k] = fmt.Sprintf("i-%08x", k)
+			}
+			j.Orders[1].SSMTargets = &SSMTargets{InstanceIDs: ids}
+		}, "orders[1].ssm_targets.instance_ids", []string{"51 instances, over the 50"}},
+		{"too many tags", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{"a": "1", "b": "1", "c": "1", "d": "1", "e": "1", "f": "1"}}
+		}, "orders[1].ssm_targets.tags", []string{"6 tags, over the 5"}},
+		{"tag key too long", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{strings.Repeat("k", 129): "1"}}
+		}, "orders[1].ssm_targets.tags." + strings.Repeat("k", 129), []string{"129 characters, over the 128"}},
+		{"tag key with a character SSM refuses", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{"a+b": "1"}}
+		}, `orders[1].ssm_targets.tags["a+b"]`, []string{"character SSM refuses"}},
+		{"tag value empty", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{"role": ""}}
+		}, "orders[1].ssm_targets.tags.role", []string{"empty value"}},
+		{"tag value too long", func(j *Job) {
+			j.Orders[1].ExecutionTarget = TargetSSM
+			j.Orders[1].SSMTargets = &SSMTargets{Tags: map[string]string{"role": strings.Repeat("v", 257)}}
+		}, "orders[1].ssm_targets.tags.role", []string{"257 characters, over the 256"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +268,7 @@ func TestValidateTimeoutLimitBoundaries(t *testing.T) {
 		for _, timeout := range []int{1, limit, limit + 1} {
 			j := Job{Username: "ana", PresignExpiry: 200000, Orders: []Order{{Cmds: []string{"true"}, Timeout: timeout, ExecutionTarget: target}}}
 			if target == TargetSSM {
-				j.Orders[0].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-1"}}
+				j.Orders[0].SSMTargets = &SSMTargets{InstanceIDs: []string{"i-0123456789abcdef0"}}
 			}
 			j.Normalize(false)
 			err := Validate(j)
@@ -281,6 +356,7 @@ func TestValidateReportsEverythingInFieldOrder(t *testing.T) {
 		Orders: []Order{
 			{OrderName: "a", Cmds: nil, Timeout: 0, Dependencies: []string{"b"}},
 			{OrderName: "b", Cmds: []string{"ls"}, Timeout: 1000, ExecutionTarget: TargetLambda, Dependencies: []string{"a", "zzz"}},
+			{OrderName: "c", Cmds: []string{"ls"}, Timeout: 60},
 		},
 	}
 	j.Normalize(false)
@@ -425,5 +501,61 @@ func TestNormalize(t *testing.T) {
 				t.Errorf("Normalize is not idempotent:\nonce  %+v\ntwice %+v", j, again)
 			}
 		})
+	}
+}
+
+// An order longer than the default presign_expiry allows is valid when presign_expiry is left
+// out: the default grows to fit it, while one written too short is still refused.
+func TestPresignExpiryDefaultFitsTheLongestOrder(t *testing.T) {
+	t.Parallel()
+	j := validJob()
+	j.Orders[1].Timeout = 10000
+	j.Normalize(false)
+	if want := 10000 + PresignMargin; j.PresignExpiry != want {
+		t.Errorf("default presign_expiry: got %d, want %d", j.PresignExpiry, want)
+	}
+	if err := Validate(j); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+
+	short := validJob()
+	short.Orders[1].Timeout = 10000
+	short.PresignExpiry = DefaultPresignExpiry
+	short.Normalize(false)
+	if _, ok := findProblem(problemsOf(t, Validate(short)), "presign_expiry", "7200 is too short", "at least 10300"); !ok {
+		t.Errorf("an explicit presign_expiry too short was not named: %v", Validate(short))
+	}
+}
+
+func TestValidateAcceptsGeneratedAgeRecipients(t *testing.T) {
+	t.Parallel()
+	x, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{x.Recipient().String(), h.Recipient().String()} {
+		j := validJob()
+		j.Orders[0].SopsKey = key
+		j.Normalize(false)
+		if err := Validate(j); err != nil {
+			t.Errorf("sops_key %.20s...: %v", key, err)
+		}
+	}
+}
+
+// Every revision a caller plausibly means is accepted.
+func TestValidateAcceptsGitRevisions(t *testing.T) {
+	t.Parallel()
+	for _, rev := range []string{"3f2a9c1", "0123456789abcdef0123456789abcdef01234567", "main", "release/v1.2", "refs/heads/feature_x", "v2.0.0-rc.1"} {
+		j := validJob()
+		j.CommitHash = rev
+		j.Normalize(false)
+		if err := Validate(j); err != nil {
+			t.Errorf("commit_hash %q: %v", rev, err)
+		}
 	}
 }

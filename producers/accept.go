@@ -100,6 +100,18 @@ func (a *Accepter) Prepare(s *Submission) error {
 	return nil
 }
 
+// Reject completes the rejection of a body that domain.DecodeJob did not decode whole: the job
+// decoded beside its problems is prepared too, and every problem is returned at once, so that a
+// typo does not hide a cycle or a limit. err is DecodeJob's error and s holds what it returned;
+// an error of a body that could not be read at all is returned as it is.
+func (a *Accepter) Reject(s Submission, err error) error {
+	var ve *domain.ValidationError
+	if !errors.As(err, &ve) || !ve.Partial {
+		return err
+	}
+	return domain.JoinProblems(err, a.Prepare(&s))
+}
+
 // Accept validates a submission, stores it and queues it for intake. Only when both are written
 // does it return the run's identifiers; a rejected job writes nothing.
 func (a *Accepter) Accept(ctx context.Context, s Submission) (Accepted, error) {

@@ -277,11 +277,11 @@ func (s *Server) ssm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, body []byte, source string, ssm bool) {
 	job, env, err := domain.DecodeJob(body)
+	sub := Submission{Job: job, Envelope: env, Source: source, SSM: ssm}
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, s.Accepter.Reject(sub, err))
 		return
 	}
-	sub := Submission{Job: job, Envelope: env, Source: source, SSM: ssm}
 	if !s.Insecure && env.RunID == "" {
 		// A signed body names no run: posted again (a retry, or a replay of a captured body)
 		// within the replay window, it is the same run.

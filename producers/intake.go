@@ -277,7 +277,7 @@ func (in *Intake) pack(ctx context.Context, req domain.Request, f *codesource.Fe
 	}
 	num := domain.OrderNumString(rec.OrderNum)
 	for k, v := range map[string]string{
-		"TRACE_ID": req.TraceID, "RUN_ID": req.RunID, "ORDER_ID": req.RunID + ":" + num,
+		"TRACE_ID": req.TraceID, "RUN_ID": req.RunID, "ORDER_ID": rec.OrderName,
 		"ORDER_NUM": num, "FLOW_ID": req.FlowID,
 	} {
 		env[k] = v

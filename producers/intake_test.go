@@ -291,7 +291,7 @@ func TestIntakeSealsBundleForTheRunKey(t *testing.T) {
 	want := map[string]string{
 		"DB_PASSWORD": dbPassword, "API_TOKEN": apiToken, "TF_VAR_region": "eu-west-1",
 		"RUN_ID": acc.RunID, "TRACE_ID": acc.TraceID, "FLOW_ID": acc.FlowID,
-		"ORDER_NUM": "0001", "ORDER_ID": acc.RunID + ":0001",
+		"ORDER_NUM": "0001", "ORDER_ID": "plan", // as in the system iac-ci replaces: the order_name
 	}
 	for k, v := range want {
 		if env[k] != v {

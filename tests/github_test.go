@@ -1,10 +1,13 @@
 package tests
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -467,6 +470,94 @@ orders:
 	for _, st := range statuses {
 		if strings.Contains(st.Description, value) {
 			t.Fatalf("a status shows the secret's value: %+v", st)
+		}
+	}
+}
+
+// The pull-request comment, the log tail and the stored log show no form of a secret: not the
+// lines of a multi-line key printed line by line, nor a value in base64, URL-encoded or
+// JSON-escaped, each printed by a real tool (coreutils base64, Python's json and urllib).
+func TestGitHubCommentMasksEveryFormOfASecret(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 is needed to print secrets the way another language does: install it (apt-get install python3)")
+	}
+	const (
+		key = "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
+			"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n" +
+			"QyNTUxOQAAACDz1k0Qd4H2G9Tq3LxXjT3nqF0lYkz0f5f8u6vVw2bJ8wAAAJj0sW6b9LFu\n" +
+			"-----END OPENSSH PRIVATE KEY-----\n"
+		password = "p@ss w/rd&x=1+2?<e2e>"
+	)
+	fake := githubtest.NewServer(t)
+	dir := t.TempDir()
+	values, err := json.Marshal(map[string]string{"/team/deploy-key": key, "/team/db-password": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := filepath.Join(dir, "secrets.json")
+	if err := os.WriteFile(secrets, values, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := filepath.Join(dir, "job.yaml")
+	err = os.WriteFile(job, []byte(`
+username: e2e
+git_repo: `+ghRepo+`
+pr_number: 2
+commit_hash: `+ghHead+`
+orders:
+  - order_name: deploy
+    timeout: 60
+    ssm_paths: [/team/deploy-key, /team/db-password]
+    cmds:
+      - seq 1 1500
+      - printf '%s' "$DEPLOY_KEY" | sed 's/^/      /'
+      - printf 'b64=%s\n' "$(printf %s "$DB_PASSWORD" | base64 -w0)"
+      - printf %s "$DEPLOY_KEY" | base64
+      - python3 -c 'import os, json, urllib.parse as u; s = os.environ["DB_PASSWORD"]; print("json=" + json.dumps(s), "keyjson=" + json.dumps(os.environ["DEPLOY_KEY"]), "q=" + u.quote_plus(s), "path=" + u.quote(s, safe=""), sep="\n")'
+      - exit 3
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	r := iacci(t, []string{"IAC_CI_GITHUB_TOKEN=" + githubtest.Token}, "run", "--json", "--data", data,
+		"--secrets", secrets, "--github-api-url", fake.URL(), job)
+	if r.code != 1 {
+		t.Fatalf("iac-ci run: exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	v := parseView(t, r.stdout)
+	if len(v.Orders) != 1 || v.Orders[0].LogKey == "" {
+		t.Fatalf("want one order with a stored log: %+v", v.Orders)
+	}
+	comments := fake.Comments(ghRepo, ghPR)
+	if len(comments) != 1 {
+		t.Fatalf("comments: got %d, want 1", len(comments))
+	}
+	leaks := []string{
+		base64.StdEncoding.EncodeToString([]byte(password))[:20],
+		base64.StdEncoding.EncodeToString([]byte(key))[:40],
+		url.QueryEscape(password), strings.ReplaceAll(url.QueryEscape(password), "+", "%20"),
+		`p@ss w/rd&x=1+2?<e2e>`, `\nQyNTUxOQ`,
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(key), "\n") {
+		leaks = append(leaks, line)
+	}
+	places := map[string]string{
+		"comment":    comments[0].Body,
+		"log tail":   v.Orders[0].LogTail,
+		"stored log": string(internalBlob(t, data, v.Orders[0].LogKey)),
+	}
+	for where, text := range places {
+		for _, leak := range leaks {
+			if strings.Contains(text, leak) {
+				t.Errorf("the %s shows %q:\n%s", where, leak, text[max(0, len(text)-3000):])
+			}
+		}
+		for _, want := range []string{"      ***", "b64=***", `json="***"`, `keyjson="***"`, "q=***", "path=***"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("the %s lacks %q:\n%s", where, want, text[max(0, len(text)-3000):])
+			}
 		}
 	}
 }

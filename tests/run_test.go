@@ -30,6 +30,38 @@ func TestRunDiamondSucceeds(t *testing.T) {
 	}
 }
 
+// Every order's commands see the system variables docs/jobs-environment.md lists, ORDER_ID
+// being the order's name (given, or derived from its first command) as in the system iac-ci
+// replaces.
+func TestRunOrdersSeeTheirSystemVariables(t *testing.T) {
+	t.Parallel()
+	const show = `echo "ORDER_ID=$ORDER_ID ORDER_NUM=$ORDER_NUM RUN_ID=$RUN_ID TRACE_ID=$TRACE_ID FLOW_ID=$FLOW_ID CALLBACK_URL_SET=${CALLBACK_URL:+yes}"`
+	path := writeJob(t, t.TempDir(), `username: newcomer
+orders:
+  - order_name: plan-network
+    timeout: 60
+    cmds: ['`+show+`', 'test "$ORDER_ID" = plan-network']
+  - timeout: 60
+    dependencies: [plan-network]
+    cmds: ['`+show+`']
+`)
+	r := iacci(t, nil, "run", "--json", path)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	v := parseView(t, r.stdout)
+	if len(v.Orders) != 2 {
+		t.Fatalf("orders: %+v", v.Orders)
+	}
+	for _, o := range v.Orders {
+		want := fmt.Sprintf("ORDER_ID=%s ORDER_NUM=%04d RUN_ID=%s TRACE_ID=%s FLOW_ID=%s CALLBACK_URL_SET=yes",
+			o.OrderName, o.OrderNum, v.RunID, v.TraceID, v.FlowID)
+		if !strings.Contains(o.LogTail, want) {
+			t.Errorf("order %s's log: got\n%s\nwant a line %q", o.OrderName, o.LogTail, want)
+		}
+	}
+}
+
 func TestRunJSONOutput(t *testing.T) {
 	t.Parallel()
 	r := iacci(t, nil, "run", "--json", "examples/diamond.yaml")
@@ -159,6 +191,44 @@ orders:
 		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	for _, want := range []string{"orders[0].timeout", "900", "orders[1].cmds", "cycle"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+// iac-ci run prints every problem at once: a misspelt field and a value of the wrong type do
+// not hide a cycle and a timeout over its target's limit, and a missing timeout says it is
+// required.
+func TestRunRejectsInvalidJobWithTyposListingEveryProblem(t *testing.T) {
+	t.Parallel()
+	path := writeJob(t, t.TempDir(), `username: newcomer
+orders:
+  - order_name: a
+    timeout: 1200
+    execution_target: lambda
+    dependencies: [b]
+    cmds: ["true"]
+    must_suceed: false
+  - order_name: b
+    dependencies: [a]
+    timeout: ten
+    cmds: ["true"]
+  - order_name: c
+    cmds: ["true"]
+`)
+	r := iacci(t, nil, "run", path)
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		`orders[0].must_suceed: unknown field (did you mean "must_succeed"?)`,
+		`orders[1].timeout: want a number, got "ten"`,
+		"orders: dependency cycle a -> b -> a",
+		"orders[0].timeout: 1200 exceeds the lambda limit of 900",
+		"orders[2].timeout: required",
+		"5 problems",
+	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}

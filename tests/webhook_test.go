@@ -209,6 +209,40 @@ func TestWebhookRejectsInvalidJobListingEveryProblem(t *testing.T) {
 	requireNothingStored(t, s)
 }
 
+// A typo no longer hides the rest: a job with an unknown field, a cycle and a timeout over its
+// target's limit is answered with all three problems, in one 400.
+func TestWebhookUnknownFieldHidesNoOtherProblem(t *testing.T) {
+	t.Parallel()
+	s := serveWithSecret(t)
+	bad := `{"username": "newcomer", "orders": [
+	  {"order_name": "a", "timeout": 1200, "execution_target": "lambda", "cmds": ["true"], "dependencies": ["b"]},
+	  {"order_name": "b", "timeout": 60, "cmds": ["true"], "dependencies": ["a"], "enviroment": {"X": "1"}}
+	]}`
+	code, body := s.post("/webhook", []byte(bad), secret, nil)
+	if code != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400: %v", code, body)
+	}
+	problems, _ := body["problems"].([]any)
+	found := map[string]string{}
+	for _, p := range problems {
+		m := p.(map[string]any)
+		found[m["path"].(string)] = m["message"].(string)
+	}
+	for path, fragment := range map[string]string{
+		"orders[1].enviroment": "unknown field",
+		"orders":               "dependency cycle a -> b -> a",
+		"orders[0].timeout":    "1200 exceeds the lambda limit of 900",
+	} {
+		if !strings.Contains(found[path], fragment) {
+			t.Errorf("no problem at %s containing %q; got %v", path, fragment, problems)
+		}
+	}
+	if len(problems) != 3 {
+		t.Errorf("got %d problems, want the 3: %v", len(problems), problems)
+	}
+	requireNothingStored(t, s)
+}
+
 func TestWebhookLimitsAndMethods(t *testing.T) {
 	t.Parallel()
 	s := serveWithSecret(t)

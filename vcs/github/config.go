@@ -22,6 +22,9 @@ type repoConfig struct {
 	AllowForks bool // run pull requests from forks (without secrets)
 	DraftPRs   bool // run draft pull requests
 	Job        domain.Job
+	// Read is set when the file was read as a mapping of fields: Job then holds every field
+	// that decoded, worth validating even beside problems, so that a typo hides no cycle.
+	Read bool
 }
 
 // configJobFields are the job fields a config may set; the others (git_repo, pr_number,
@@ -81,6 +84,7 @@ func parseConfig(text []byte) (repoConfig, []domain.Problem) {
 	}
 	job, _, err := domain.DecodeJob(body)
 	var invalid *domain.ValidationError
+	cfg.Read = err == nil || errors.As(err, &invalid) && invalid.Partial
 	switch {
 	case errors.As(err, &invalid):
 		problems = append(problems, invalid.Problems...)

@@ -143,8 +143,9 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 		return EventResult{}, err
 	}
 	var job domain.Job
-	if len(problems) == 0 {
-		job, problems = configJob(cfg, base, number, headSHA, pr.GetUser().GetLogin())
+	if len(problems) == 0 || cfg.Read {
+		// Validated even beside the config's own problems, so that a typo hides no cycle.
+		job, problems = configJob(cfg, problems, base, number, headSHA, pr.GetUser().GetLogin())
 	}
 	if len(problems) > 0 {
 		reason := fmt.Sprintf("%s at %s has %d problems, listed in a comment on the pull request", ConfigPath, shortSHA(configRef), len(problems))
@@ -187,7 +188,7 @@ func (c *Client) jobFromPullRequest(ctx context.Context, pr *gh.PullRequest) (Ev
 // configJob makes a config into the job of a pull request: base is the repository, number and
 // headSHA the pull request's, author who opened it. It returns the job normalized, and every
 // problem Validate finds in it.
-func configJob(cfg repoConfig, base string, number int, headSHA, author string) (domain.Job, []domain.Problem) {
+func configJob(cfg repoConfig, prior []domain.Problem, base string, number int, headSHA, author string) (domain.Job, []domain.Problem) {
 	job := cfg.Job
 	if job.Username == "" {
 		job.Username = author
@@ -203,8 +204,12 @@ func configJob(cfg repoConfig, base string, number int, headSHA, author string) 
 		}
 	}
 	job.Normalize(false)
+	var decoded error
+	if len(prior) > 0 {
+		decoded = &domain.ValidationError{Problems: prior}
+	}
 	var invalid *domain.ValidationError
-	if err := domain.Validate(job); errors.As(err, &invalid) {
+	if err := domain.JoinProblems(decoded, domain.Validate(job)); errors.As(err, &invalid) {
 		return job, invalid.Problems
 	} else if err != nil {
 		return job, []domain.Problem{{Message: err.Error()}}
@@ -220,10 +225,10 @@ func CheckConfig(text []byte) []domain.Problem {
 		return []domain.Problem{{Message: fmt.Sprintf("the file is %d bytes: keep it under %d bytes", len(text), domain.MaxBodyBytes)}}
 	}
 	cfg, problems := parseConfig(text)
-	if len(problems) > 0 {
+	if len(problems) > 0 && !cfg.Read {
 		return problems
 	}
-	_, problems = configJob(cfg, "owner/repository", 1, strings.Repeat("0", 40), "author")
+	_, problems = configJob(cfg, problems, "owner/repository", 1, strings.Repeat("0", 40), "author")
 	return problems
 }
 

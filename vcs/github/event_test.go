@@ -349,14 +349,15 @@ orders:
 	if len(comments) != 1 {
 		t.Fatalf("comments after two deliveries: got %d, want 1", len(comments))
 	}
+	// The misspelt field hides none of what Validate finds.
 	body := comments[0].Body
-	for _, path := range []string{"`orders[1].cmd`"} {
+	for _, path := range []string{"`orders[1].cmd`", "`orders[1].cmds`", "`orders[0].timeout`", "`orders[0].dependencies[0]`"} {
 		if !strings.Contains(body, path) {
 			t.Errorf("the comment does not name %s:\n%s", path, body)
 		}
 	}
 
-	// Fix the decoding problem: the comment now lists what Validate finds.
+	// Fix the decoding problem: the comment still lists what Validate finds.
 	s.gh.SetFile(fixtureRepo, fixtureHead, ConfigPath, strings.Replace(bad, "cmd:", "cmds:", 1))
 	if _, err := s.client.JobFromEvent(t.Context(), "pull_request", fixture(t, "pull_request_synchronize.json")); err != nil {
 		t.Fatalf("JobFromEvent: %v", err)
