@@ -79,8 +79,10 @@ type System struct {
 	Server       *producers.Server
 	Orchestrator *consumers.Orchestrator
 	Sweeper      *consumers.Sweeper
-	// DeadLetters keeps every dead letter, with the last error that killed it.
+	// DeadLetters keeps every dead letter, with the last error that killed it; Control is what
+	// operators do to them and to runs.
 	DeadLetters *deadletters.Book
+	Control     *producers.Control
 	// Routes says which handler consumes which queue (routes.go).
 	Routes []Route
 
@@ -140,6 +142,8 @@ func New(p Ports, o Options) (*System, error) {
 		Health: p.Health, Extra: p.Routes, Reads: o.Routes}
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
 	s.DeadLetters = &deadletters.Book{Bucket: p.Internal, Now: s.Engine.Time}
+	s.Control = &producers.Control{Engine: s.Engine, Accepter: s.Accepter, DeadLetters: s.DeadLetters}
+	s.Server.Control = s.Control
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
 
 	// One set of working directories for every worker; those orders leave empty are kept for

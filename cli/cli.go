@@ -36,6 +36,8 @@ Usage:
   iac-ci run [flags] JOB_FILE     run a job on this machine and print its result (- reads standard input)
   iac-ci validate [flags] FILE... check jobs or .iac-ci.yml files without running anything
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
+  iac-ci rerun RUN [flags]        run an earlier run's job again, as a new run
+  iac-ci dlq list|show|redrive|purge   inspect, redrive or purge dead letters
   iac-ci worker [flags]           run one order attempt handed over by CodeBuild or SSM
   iac-ci aws-setup [flags]        create the AWS resources iac-ci uses (queues, tables, buckets)
   iac-ci lambda                   run as an AWS Lambda function (the function is picked by $IAC_CI_FUNCTION)
@@ -69,6 +71,10 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		err = awsSetupCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "lambda":
 		err = lambdaCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "dlq":
+		err = dlqCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "rerun":
+		err = rerunCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		if len(args) > 1 && slices.Contains([]string{"-h", "--help", "-help"}, args[1]) {
 			fmt.Fprint(stdout, "Usage: iac-ci version\n\nPrints the version of this iac-ci.\n\nExample:\n  iac-ci version\n")
@@ -106,7 +112,7 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 }
 
 // commands are the commands `iac-ci help` knows.
-var commands = []string{"run", "validate", "serve", "worker", "aws-setup", "lambda", "version"}
+var commands = []string{"run", "validate", "serve", "rerun", "dlq", "worker", "aws-setup", "lambda", "version"}
 
 // usageError is a mistake in how the command was called.
 type usageError struct{ msg string }

@@ -122,7 +122,8 @@ func (b *Book) Failed(ctx context.Context, queue string, m queues.Message, err e
 }
 
 // Keep records a dead letter, taking up what Failed noted of its message. Keeping one twice (a
-// dead-letter message handled again) keeps the first record's time of death.
+// dead-letter message handled again, after a crash lost its delete) keeps the first record: what
+// the first handling saw and did.
 func (b *Book) Keep(ctx context.Context, r Record) error {
 	if !ValidID(r.ID) {
 		return fmt.Errorf("keep dead letter: %q is not a message id", r.ID)
@@ -130,8 +131,10 @@ func (b *Book) Keep(ctx context.Context, r Record) error {
 	if r.DeadAt.IsZero() {
 		r.DeadAt = b.now()
 	}
-	if prev, err := b.Get(ctx, r.ID); err == nil {
-		r.DeadAt = prev.DeadAt
+	if _, err := b.Get(ctx, r.ID); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
 	}
 	if data, err := b.Bucket.Get(ctx, notePrefix+r.ID); err == nil {
 		var n note

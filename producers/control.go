@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/deadletters"
@@ -216,4 +217,56 @@ func (c *Control) Rerun(ctx context.Context, runID string) (Accepted, error) {
 		return Accepted{}, fmt.Errorf("read request of %s: %w", runID, err)
 	}
 	return c.Accepter.Accept(ctx, Submission{Job: req.Job, Source: req.Source, Reruns: runID})
+}
+
+func (s *Server) rerun(w http.ResponseWriter, r *http.Request) {
+	if err := s.healthy(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	acc, err := s.Control.Rerun(r.Context(), r.PathValue("run_id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, acc)
+}
+
+func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Control.DeadLetters.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) showDeadLetter(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Control.ShowDeadLetter(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) redriveDeadLetter(w http.ResponseWriter, r *http.Request) {
+	if err := s.healthy(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Control.RedriveDeadLetter(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) purgeDeadLetter(w http.ResponseWriter, r *http.Request) {
+	if err := s.Control.PurgeDeadLetter(r.Context(), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

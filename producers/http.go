@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
+	"github.com/iac-ci/iac-ci/deadletters"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/store"
 )
@@ -46,8 +47,11 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrBadMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, ErrNoSuchPath), errors.Is(err, ErrNoSuchRun), errors.Is(err, store.ErrNotFound), errors.Is(err, blobs.ErrNotFound):
+	case errors.Is(err, ErrNoSuchPath), errors.Is(err, ErrNoSuchRun), errors.Is(err, store.ErrNotFound), errors.Is(err, blobs.ErrNotFound),
+		errors.Is(err, deadletters.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ErrNotRedrivable):
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }
@@ -91,6 +95,9 @@ type Server struct {
 	// Extra serves other paths that carry their own authentication (the embedded blob URLs,
 	// each presigned); may be nil.
 	Extra map[string]http.Handler
+	// Control serves the operators' routes: dead letters (list, show, redrive, purge) and
+	// reruns. Nil serves none.
+	Control *Control
 	// Reads serves more read or control routes (pattern to handler), guarded as the built-in
 	// ones are; may be nil.
 	Reads map[string]http.Handler
@@ -107,6 +114,13 @@ func (s *Server) Handler() http.Handler {
 	rt.guarded("GET /runs/{run_id}", s.runStatus)
 	rt.guarded("GET /runs/{run_id}/events", s.runEvents)
 	rt.guarded("GET /done/{run_id}", s.done)
+	if s.Control != nil {
+		rt.guarded("POST /runs/{run_id}/rerun", s.rerun)
+		rt.guarded("GET /dead-letters", s.listDeadLetters)
+		rt.guarded("GET /dead-letters/{id}", s.showDeadLetter)
+		rt.guarded("POST /dead-letters/{id}/redrive", s.redriveDeadLetter)
+		rt.guarded("DELETE /dead-letters/{id}", s.purgeDeadLetter)
+	}
 	for p, h := range s.Reads {
 		rt.guarded(p, h.ServeHTTP)
 	}
@@ -184,6 +198,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		switch {
 		case errors.Is(err, ErrNoSuchPath):
 			body["error"] = ErrNoSuchPath.Error()
+		case errors.Is(err, deadletters.ErrNotFound):
+			body["error"] = deadletters.ErrNotFound.Error()
 		default:
 			body["error"] = ErrNoSuchRun.Error()
 		}
