@@ -16,6 +16,7 @@ import (
 	"github.com/iac-ci/iac-ci/deadletters"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/livelog"
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/sealing"
 )
@@ -83,6 +84,8 @@ type System struct {
 	// operators do to them and to runs.
 	DeadLetters *deadletters.Book
 	Control     *producers.Control
+	// LiveLogs holds the output of the attempts running in this process.
+	LiveLogs *livelog.Logs
 	// Routes says which handler consumes which queue (routes.go).
 	Routes []Route
 
@@ -142,7 +145,8 @@ func New(p Ports, o Options) (*System, error) {
 		Health: p.Health, Extra: p.Routes, Reads: o.Routes}
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
 	s.DeadLetters = &deadletters.Book{Bucket: p.Internal, Now: s.Engine.Time}
-	s.Control = &producers.Control{Engine: s.Engine, Accepter: s.Accepter, DeadLetters: s.DeadLetters}
+	s.LiveLogs = &livelog.Logs{}
+	s.Control = &producers.Control{Engine: s.Engine, Accepter: s.Accepter, DeadLetters: s.DeadLetters, Live: s.LiveLogs}
 	s.Server.Control = s.Control
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
 
@@ -168,7 +172,7 @@ func (s *System) worker(opener *sealing.Opener) *consumers.Worker {
 	}
 	w := &consumers.Worker{Engine: s.Engine, WorkRoot: s.workDirs.Root, Dirs: s.workDirs,
 		BaseEnv: consumers.WithoutCredentials(base), HTTPClient: s.Ports.HTTPClient, Opener: opener,
-		Credentials: s.Ports.OrderCredentials}
+		Credentials: s.Ports.OrderCredentials, Live: s.LiveLogs, LiveFlush: s.Ports.LiveLogFlush}
 	if s.Opts.ResultsInProcess {
 		w.Recorder = s.Orchestrator
 	}

@@ -42,6 +42,10 @@ type Ports struct {
 	// none. Orders never get the process's own: the assembly strips them from their
 	// environment.
 	OrderCredentials consumers.OrderCredentials
+	// LiveLogFlush, when positive, is how often a running attempt's output so far is stored for
+	// other processes to read (on AWS, where the process that serves a log is seldom the one
+	// running the order); embedded, the server runs the orders and reads their output itself.
+	LiveLogFlush time.Duration
 	// HTTPClient moves workers' results and logs to their presigned URLs; nil uses a default.
 	HTTPClient *http.Client
 

@@ -22,6 +22,10 @@ const LaunchGrace = 5 * time.Minute
 // is conditional). Long enough for a queue handling one message a second to delete ten a call.
 const DeleteDelay = 5 * time.Second
 
+// LiveLogFlush is how often a running lambda order's output so far is stored (one S3 PUT each,
+// for orders that run longer than that).
+const LiveLogFlush = 10 * time.Second
+
 // OrderRoleSession is the longest session the order role allows (infra/ sets the role's
 // max_session_duration to it): the longest lambda order is 15 minutes.
 const OrderRoleSession = time.Hour
@@ -45,6 +49,6 @@ func (b *Backend) Ports() assembly.Ports {
 			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
 		},
 		RunKeyParameter: b.Keys.ParameterName, SSMDocument: b.Config.SSMDocument, HTTPClient: b.Clients.HTTP,
-		DeleteDelay: DeleteDelay, Grace: LaunchGrace,
+		DeleteDelay: DeleteDelay, Grace: LaunchGrace, LiveLogFlush: LiveLogFlush,
 	}
 }

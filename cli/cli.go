@@ -36,6 +36,7 @@ Usage:
   iac-ci run [flags] JOB_FILE     run a job on this machine and print its result (- reads standard input)
   iac-ci validate [flags] FILE... check jobs or .iac-ci.yml files without running anything
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
+  iac-ci logs RUN ORDER [-f]      print (or follow) an order's whole log
   iac-ci rerun RUN [flags]        run an earlier run's job again, as a new run
   iac-ci dlq list|show|redrive|purge   inspect, redrive or purge dead letters
   iac-ci worker [flags]           run one order attempt handed over by CodeBuild or SSM
@@ -75,6 +76,8 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		err = dlqCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "rerun":
 		err = rerunCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "logs":
+		err = logsCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		if len(args) > 1 && slices.Contains([]string{"-h", "--help", "-help"}, args[1]) {
 			fmt.Fprint(stdout, "Usage: iac-ci version\n\nPrints the version of this iac-ci.\n\nExample:\n  iac-ci version\n")
@@ -112,7 +115,7 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 }
 
 // commands are the commands `iac-ci help` knows.
-var commands = []string{"run", "validate", "serve", "rerun", "dlq", "worker", "aws-setup", "lambda", "version"}
+var commands = []string{"run", "validate", "serve", "logs", "rerun", "dlq", "worker", "aws-setup", "lambda", "version"}
 
 // usageError is a mistake in how the command was called.
 type usageError struct{ msg string }

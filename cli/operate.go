@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,8 @@ type operations interface {
 	redrive(ctx context.Context, id string) (producers.Redriven, error)
 	purge(ctx context.Context, id string) error
 	rerun(ctx context.Context, runID string) (producers.Accepted, error)
+	// log writes an attempt's log to w: as it stands, or following it until the attempt ends.
+	log(ctx context.Context, runID, order string, attempt int, follow bool, w io.Writer) error
 	close() error
 }
 
@@ -126,6 +129,17 @@ func (l *local) purge(ctx context.Context, id string) error { return l.PurgeDead
 func (l *local) rerun(ctx context.Context, runID string) (producers.Accepted, error) {
 	return l.Rerun(ctx, runID)
 }
+func (l *local) log(ctx context.Context, runID, order string, attempt int, follow bool, w io.Writer) error {
+	if follow {
+		return l.FollowLog(ctx, runID, order, attempt, w, func() {})
+	}
+	out, err := l.Log(ctx, runID, order, attempt)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out.Text)
+	return err
+}
 func (l *local) close() error {
 	var first error
 	for i := len(l.closers) - 1; i >= 0; i-- {
@@ -199,6 +213,46 @@ func (r *remote) purge(ctx context.Context, id string) error {
 func (r *remote) rerun(ctx context.Context, runID string) (producers.Accepted, error) {
 	var out producers.Accepted
 	return out, r.do(ctx, http.MethodPost, "/runs/"+url.PathEscape(runID)+"/rerun", &out)
+}
+func (r *remote) log(ctx context.Context, runID, order string, attempt int, follow bool, w io.Writer) error {
+	q := url.Values{}
+	if attempt > 0 {
+		q.Set("attempt", strconv.Itoa(attempt))
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	path := "/runs/" + url.PathEscape(runID) + "/orders/" + url.PathEscape(order) + "/log"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	client := *r.client
+	client.Timeout = 0 // a followed log lasts as long as its order
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		_ = json.Unmarshal(body, &e)
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("GET %s: %s: pass the server's API token (--api-token or IAC_CI_API_TOKEN)", path, e.Error)
+		}
+		return fmt.Errorf("%s (%s)", dash(e.Error), resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
 }
 func (r *remote) close() error { return nil }
 
@@ -476,4 +530,47 @@ func rerunCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	}
 	fmt.Fprintln(stdout, acc.RunID)
 	return nil
+}
+
+const logsUsage = `Usage: iac-ci logs RUN ORDER [flags]
+
+Prints the whole log of an order's attempt (the latest, or --attempt N), masked as every stored
+log is; with -f, follows it while the order runs, and ends when the attempt does. ORDER is the
+order's name. It reads a data folder (--data, when no server holds it), the AWS resources the
+IAC_CI_* variables name (--backend aws), or asks a running server (--server URL, with its API
+token): a log that is being written is followed best through the server that runs the order.
+
+Example:
+  iac-ci logs 20261206T101500Z-4f1c2b plan --server http://127.0.0.1:8080 -f
+
+Flags:
+`
+
+// logsCommand is `iac-ci logs`.
+func logsCommand(ctx context.Context, args []string, getenv Env, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
+	target := addTargetFlags(fs, getenv)
+	attempt := fs.Int("attempt", 0, "the attempt to print (default: the latest)")
+	follow := fs.Bool("f", false, "follow the log while the order runs")
+	fs.BoolVar(follow, "follow", false, "the same as -f")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), logsUsage)
+		fs.PrintDefaults()
+	}
+	rest, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return usagef("logs: give a run id and an order's name")
+	}
+	if *attempt < 0 {
+		return usagef("logs: --attempt %d: want 1 or more", *attempt)
+	}
+	ops, err := target.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
+	return ops.log(ctx, rest[0], rest[1], *attempt, *follow, stdout)
 }

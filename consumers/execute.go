@@ -65,6 +65,8 @@ type Task struct {
 	// Deliver, when set, hands the result over instead of PUTting result.json to CallbackURL:
 	// a worker in the orchestrator's own process records it there (Orchestrator.RecordOwn).
 	Deliver func(ctx context.Context, res domain.Result) error
+	// Live, when set, also gets the commands' output as it is written, masked.
+	Live io.Writer
 	// DeliverAfterCancel, when positive, still delivers the result (and log) for that long once
 	// ctx ends: a CodeBuild build or an instance being stopped reports why the order failed
 	// instead of leaving it to the sweeper's timeout. Zero stops at once, as the embedded engine
@@ -160,7 +162,11 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	logBuf := &boundedLog{max: MaxLogBytes}
 	// Masked as it streams in, before the log is cut to its last MaxLogBytes: a cut made first
 	// could keep the end of a value whose start it dropped, and no masking would find that.
-	maskedLog := (*masker).Writer(logBuf)
+	var out io.Writer = logBuf
+	if t.Live != nil {
+		out = io.MultiWriter(logBuf, t.Live)
+	}
+	maskedLog := (*masker).Writer(out)
 	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {

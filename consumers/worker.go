@@ -13,6 +13,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
+	"github.com/iac-ci/iac-ci/livelog"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
@@ -38,6 +39,10 @@ type Worker struct {
 	// Credentials, when set, are the AWS credentials the orders' commands get (those of an
 	// order role); BaseEnv holds none of the worker's own.
 	Credentials OrderCredentials
+	// Live, when set, holds each attempt's output while it runs; LiveFlush, when positive, also
+	// stores it under the attempt's log key that often, for other processes to read.
+	Live      *livelog.Logs
+	LiveFlush time.Duration
 	// Opener opens the orders' sealed environments, keeping the data keys it unwraps: share one
 	// among the Workers of a process, so a run's orders unwrap their key once. Nil opens each
 	// with sealing.Open.
@@ -71,6 +76,23 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	}
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordOwn(ctx, o, r) }
+	}
+	if w.Live != nil {
+		live := w.Live.Start(o.RunID, o.OrderNum, o.Attempt)
+		defer w.Live.End(o.RunID, o.OrderNum, o.Attempt)
+		task.Live = live
+		if w.LiveFlush > 0 {
+			fctx, stop := context.WithCancel(ctx)
+			key := livelog.PartialKey(o.RunID, o.OrderNum, o.Attempt)
+			stored := make(chan bool, 1)
+			go func() { stored <- livelog.Flush(fctx, w.Engine.Blobs, key, live, w.LiveFlush) }()
+			defer func() {
+				stop()
+				if <-stored {
+					_ = w.Engine.Blobs.Delete(context.WithoutCancel(ctx), key)
+				}
+			}()
+		}
 	}
 	if _, err := Execute(ctx, task); err != nil {
 		return fmt.Errorf("order %s attempt %d: %w", o.OrderName, o.Attempt, err)

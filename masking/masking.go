@@ -88,6 +88,8 @@ type Masker struct {
 	// small; filling the table is most of the cost of masking an order's short log.
 	shift  *[1 << 14]uint8
 	maxLen int
+	// first says which bytes some form starts with.
+	first [256]bool
 }
 
 // block is where two bytes are in the shift table.
@@ -133,6 +135,7 @@ func (m *Masker) build() {
 	}
 	m.byPrefix = make(map[uint16][]int32)
 	for i, f := range m.forms {
+		m.first[f[0]] = true
 		x := uint16(f[0]) | uint16(f[1])<<8
 		m.byPrefix[x] = append(m.byPrefix[x], int32(i))
 		// The two bytes ending at f[j] under the window's last two: the window can move
@@ -265,8 +268,9 @@ func (m *Masker) String(s string) string {
 }
 
 // mask writes the masked form of buf[:n] to out, where n is how much of buf is decided: all of
-// it when final, else everything but the last maxLen-1 bytes, since a form could start there
-// and end in bytes not yet seen. covered says how many leading bytes of buf belong to a masked
+// it when final, else everything before the first of the last maxLen-1 bytes from which the rest
+// of buf begins some form (undecided), since that form could end in bytes not yet seen: output
+// that cannot begin a secret goes out at once, so a running order's log can be followed. covered says how many leading bytes of buf belong to a masked
 // region whose Mask was already written. It returns n and the new covered count relative to
 // buf[n:].
 //
@@ -277,7 +281,7 @@ func (m *Masker) mask(out *bytes.Buffer, buf []byte, covered int, final bool) (n
 	m.once.Do(m.build)
 	n = len(buf)
 	if !final && m.maxLen > 1 {
-		n = max(0, len(buf)-(m.maxLen-1))
+		n = m.undecided(buf)
 	}
 	done := 0 // bytes of buf before done are written or covered
 	if len(m.forms) > 0 {
@@ -306,6 +310,25 @@ func (m *Masker) mask(out *bytes.Buffer, buf []byte, covered int, final bool) (n
 		out.Write(buf[lo:n])
 	}
 	return n, max(0, covered-n)
+}
+
+// undecided returns where the bytes of buf that could still begin a form start: the first i
+// among the last maxLen-1 such that buf[i:] is a proper prefix of some form, or len(buf).
+func (m *Masker) undecided(buf []byte) int {
+	for i := max(0, len(buf)-(m.maxLen-1)); i < len(buf); i++ {
+		if !m.first[buf[i]] {
+			continue
+		}
+		if i == len(buf)-1 {
+			return i
+		}
+		for _, k := range m.byPrefix[uint16(buf[i])|uint16(buf[i+1])<<8] {
+			if f := m.forms[k]; len(f) > len(buf)-i && bytes.Equal(f[:len(buf)-i], buf[i:]) {
+				return i
+			}
+		}
+	}
+	return len(buf)
 }
 
 // longestAt returns the end of the longest form starting at buf[i], whose first two bytes are

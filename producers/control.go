@@ -11,6 +11,7 @@ import (
 	"github.com/iac-ci/iac-ci/deadletters"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/livelog"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/store"
 )
@@ -25,6 +26,8 @@ type Control struct {
 	Engine      *engine.Engine
 	Accepter    *Accepter
 	DeadLetters *deadletters.Book
+	// Live holds the output of the attempts running in this process.
+	Live *livelog.Logs
 }
 
 // DeadLetterView is a dead letter as `iac-ci dlq show` and GET /dead-letters/{id} show it: the

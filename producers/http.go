@@ -48,7 +48,8 @@ func statusOf(err error) int {
 	case errors.Is(err, ErrBadMethod):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, ErrNoSuchPath), errors.Is(err, ErrNoSuchRun), errors.Is(err, store.ErrNotFound), errors.Is(err, blobs.ErrNotFound),
-		errors.Is(err, deadletters.ErrNotFound):
+		errors.Is(err, deadletters.ErrNotFound), errors.Is(err, ErrNoSuchOrder), errors.Is(err, ErrNoSuchAttempt),
+		errors.Is(err, ErrLogNotKept):
 		return http.StatusNotFound
 	case errors.Is(err, ErrNotRedrivable):
 		return http.StatusConflict
@@ -116,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	rt.guarded("GET /done/{run_id}", s.done)
 	if s.Control != nil {
 		rt.guarded("POST /runs/{run_id}/rerun", s.rerun)
+		rt.guarded("GET /runs/{run_id}/orders/{order}/log", s.orderLog)
 		rt.guarded("GET /dead-letters", s.listDeadLetters)
 		rt.guarded("GET /dead-letters/{id}", s.showDeadLetter)
 		rt.guarded("POST /dead-letters/{id}/redrive", s.redriveDeadLetter)
@@ -198,8 +200,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		switch {
 		case errors.Is(err, ErrNoSuchPath):
 			body["error"] = ErrNoSuchPath.Error()
-		case errors.Is(err, deadletters.ErrNotFound):
-			body["error"] = deadletters.ErrNotFound.Error()
+		case errors.Is(err, deadletters.ErrNotFound), errors.Is(err, ErrNoSuchOrder), errors.Is(err, ErrNoSuchAttempt),
+			errors.Is(err, ErrLogNotKept):
+			body["error"] = err.Error()
 		default:
 			body["error"] = ErrNoSuchRun.Error()
 		}
