@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +44,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 	workers := workersFlag(fs)
 	secretsFile := fs.String("secrets", "", "JSON file of secret values by Parameter Store path or Secrets Manager name (mode 0600)")
 	asJSON := fs.Bool("json", false, "print the final run, or the problems of a rejected job, as one JSON object")
+	streamLogs := fs.Bool("logs", false, "print every order's output as it runs, each line after its order's name (instead of the live table)")
 	logLevel := logLevelFlag(fs, "warn")
 	gh := addGitHubFlags(fs, getenv)
 	gh.oneRun = true
@@ -132,8 +135,12 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 		fmt.Fprintf(stderr, "iac-ci run: %s: %v\n", path, err)
 		return ExitRejected
 	}
-	progress := newProgress(stdout, !*asJSON, isTerminal(stdout) && getenv("TERM") != "dumb", getenv("NO_COLOR") == "")
+	progress := newProgress(stdout, !*asJSON, isTerminal(stdout) && getenv("TERM") != "dumb" && !*streamLogs, getenv("NO_COLOR") == "")
 	progress.start(acc)
+	var logs *logStreamer
+	if *streamLogs {
+		logs = &logStreamer{control: sys.Control, runID: acc.RunID, out: stdout}
+	}
 	// The run is read at most every refresh, and at every change once its finalization is
 	// written (the Finisher above), to learn that it is reported. The progress display reads more
 	// (the run's history, or its orders for the table) at most every refresh too, so a run of a
@@ -146,7 +153,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 		ending         bool
 	)
 	for {
-		if ending || time.Since(checked) >= refresh {
+		if ending || time.Since(checked) >= refresh || logs != nil {
 			checked = time.Now()
 			run, err := sys.Engine.Store.GetRun(ctx, acc.RunID)
 			if err == nil && (run.Reported || (progress.enabled && time.Since(shown) >= refresh)) {
@@ -158,6 +165,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 				orders, lerr := sys.Engine.Store.ListOrders(ctx, acc.RunID)
 				if lerr == nil {
 					view = producers.ViewOf(run, orders)
+					logs.show(ctx, orders)
 					progress.update(view, events)
 					if run.Reported {
 						break
@@ -213,6 +221,11 @@ func printTable(w io.Writer, v producers.RunView) {
 	}
 	if len(reasons) > 0 {
 		fmt.Fprintln(w, strings.Join(reasons, "\n"))
+	}
+	for _, o := range v.Orders {
+		if (o.Status == domain.OrderFailed || o.Status == domain.OrderTimedOut) && strings.TrimSpace(o.LogTail) != "" {
+			fmt.Fprintf(w, "--- %s: the last lines of its output ---\n%s", o.OrderName, lastLines(o.LogTail, failedLines))
+		}
 	}
 	took := ""
 	if v.CreatedAt != nil && v.FinishedAt != nil {
@@ -315,4 +328,78 @@ func writeProblems(w io.Writer, problems []fileProblem) {
 	_ = enc.Encode(struct {
 		Problems []fileProblem `json:"problems"`
 	}{problems})
+}
+
+// failedLines is how many lines of a failed order's output `iac-ci run` shows under its table.
+const failedLines = 10
+
+// lastLines returns the last n lines of text, each ending in a newline.
+func lastLines(text string, n int) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// logStreamer prints the output of a run's orders as it comes (iac-ci run --logs), each line
+// after its order's name. A nil streamer shows nothing.
+type logStreamer struct {
+	control *producers.Control
+	runID   string
+	out     io.Writer
+	// printed is, by order and attempt, how many bytes of its log were shown, and held the
+	// line begun but not yet ended.
+	printed map[string]int64
+	held    map[string][]byte
+	ended   map[string]bool
+}
+
+// show prints what the orders wrote since the last call.
+func (l *logStreamer) show(ctx context.Context, orders []domain.OrderRecord) {
+	if l == nil {
+		return
+	}
+	if l.printed == nil {
+		l.printed, l.held, l.ended = map[string]int64{}, map[string][]byte{}, map[string]bool{}
+	}
+	for _, o := range orders {
+		if o.Attempt == 0 {
+			continue
+		}
+		key := o.OrderName + "#" + strconv.Itoa(o.Attempt)
+		if l.ended[key] {
+			continue
+		}
+		var text []byte
+		ended := false
+		if live, ok := l.control.Live.Get(o.RunID, o.OrderNum, o.Attempt); ok && o.Status == domain.OrderRunning {
+			text, _, _, _ = live.From(l.printed[key])
+			l.printed[key] += int64(len(text))
+		} else {
+			log, err := l.control.Log(ctx, l.runID, o.OrderName, o.Attempt)
+			if err != nil {
+				continue
+			}
+			if n := l.printed[key]; int64(len(log.Text)) > n {
+				text = log.Text[n:]
+				l.printed[key] = int64(len(log.Text))
+			}
+			ended = log.Ended
+		}
+		buf := append(l.held[key], text...)
+		for {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				break
+			}
+			fmt.Fprintf(l.out, "%s | %s\n", o.OrderName, buf[:i])
+			buf = buf[i+1:]
+		}
+		if ended && len(buf) > 0 {
+			fmt.Fprintf(l.out, "%s | %s\n", o.OrderName, buf)
+			buf = nil
+		}
+		l.held[key], l.ended[key] = buf, ended
+	}
 }

@@ -117,3 +117,18 @@ func TestLogsAreWholeAndFollowARunningOrder(t *testing.T) {
 	}
 	whole("iac-ci logs --data", r.stdout)
 }
+
+// iac-ci run shows the last lines of a failed order's output under its table, and with --logs
+// every order's output, each line after its order's name.
+func TestRunShowsWhatFailedOrdersPrinted(t *testing.T) {
+	t.Parallel()
+	r := iacci(t, nil, "run", "examples/blocked-failure.yaml")
+	if r.code != 1 || !strings.Contains(r.stdout, "--- plan: the last lines of its output ---") ||
+		!strings.Contains(r.stdout, "error: provider credentials missing") {
+		t.Fatalf("run of a failing job: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = iacci(t, nil, "run", "examples/diamond.yaml", "--logs")
+	if r.code != 0 || !strings.Contains(r.stdout, "apply | applying run ") || !strings.Contains(r.stdout, "plan | + ") {
+		t.Fatalf("run --logs: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
