@@ -119,6 +119,7 @@ const (
 	attrDueShard    = "due_shard"
 	attrDueAt       = "due_at"
 	attrActiveShard = "active_shard"
+	attrRunsShard   = "runs_shard"
 	attrCreatedAt   = "created_at"
 	attrTraceID     = "trace_id"
 	attrOrderName   = "order_name"
@@ -164,10 +165,11 @@ func Describe(c Config) Resources {
 			Name: c.OrdersTable, Role: RoleOrders, Variable: EnvOrdersTable, BillingMode: "PAY_PER_REQUEST",
 			HashKey: attrRunID, RangeKey: attrSK,
 			Attributes: []TableAttribute{{attrRunID, "S"}, {attrSK, "S"}, {attrDueShard, "S"}, {attrDueAt, "N"},
-				{attrActiveShard, "S"}, {attrCreatedAt, "N"}},
+				{attrActiveShard, "S"}, {attrRunsShard, "S"}, {attrCreatedAt, "N"}},
 			GlobalSecondaryIndexes: []TableIndex{
 				{Name: dynamostore.IndexDue, HashKey: attrDueShard, RangeKey: attrDueAt, ProjectionType: "ALL"},
 				{Name: dynamostore.IndexActive, HashKey: attrActiveShard, RangeKey: attrCreatedAt, ProjectionType: "ALL"},
+				{Name: dynamostore.IndexRuns, HashKey: attrRunsShard, RangeKey: attrCreatedAt, ProjectionType: "ALL"},
 			},
 		},
 		{

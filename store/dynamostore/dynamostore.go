@@ -7,7 +7,10 @@
 //     GetRun and GetOrder are one GetItem each, GetOrders one BatchGetItem per 100 orders, so its
 //     cost follows the number of orders asked for, not the size of the run. Two sparse global
 //     secondary indexes serve the sweeper: "due" (due_shard, due_at) holds only non-terminal
-//     orders, "active" (active_shard, created_at) only runs not yet reported.
+//     orders, "active" (active_shard, created_at) only runs not yet reported. A third, "runs"
+//     (runs_shard, created_at), holds every run item and no order, newest first for ListRuns:
+//     its filters are a FilterExpression on that index's Query, so listing reads the runs
+//     passed over, never the orders nor the whole table.
 //   - events, keyed by trace_id and sk "<order_name>:<epoch, 20 digits>:<type>", with an index
 //     "by_order" (order_name, epoch) and a TTL attribute expires_at.
 //
@@ -23,6 +26,7 @@ package dynamostore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -41,6 +45,7 @@ import (
 const (
 	IndexDue           = "due"
 	IndexActive        = "active"
+	IndexRuns          = "runs"
 	IndexEventsByOrder = "by_order"
 )
 
@@ -489,6 +494,73 @@ func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
 	}
 	return runs, nil
 }
+
+// ListRuns queries the runs index backwards, the filters as a FilterExpression. A page reads
+// one run more than it returns, to know whether another matches.
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) (store.RunPage, error) {
+	const op = "list runs"
+	e := newExpr()
+	in := &dynamodb.QueryInput{
+		TableName:        aws.String(s.tables.Orders),
+		IndexName:        aws.String(IndexRuns),
+		ScanIndexForward: aws.Bool(false),
+	}
+	cond := e.name(attrRunsShard) + " = " + e.value(str(runsShard))
+	if f.After != "" {
+		ms, id, err := store.ParseRunCursor(f.After)
+		if err != nil {
+			return store.RunPage{}, fmt.Errorf("%s: %w", op, err)
+		}
+		in.ExclusiveStartKey = map[string]types.AttributeValue{attrRunsShard: str(runsShard),
+			attrCreatedAt: num(ms), attrRunID: str(id), attrSK: str(runSK)}
+	}
+	var filters []string
+	if f.Status != "" {
+		filters = append(filters, e.name(attrStatus)+" = "+e.value(str(string(f.Status))))
+	}
+	if f.GitRepo != "" {
+		filters = append(filters, e.name(attrGitRepo)+" = "+e.value(str(f.GitRepo)))
+	}
+	if f.PRNumber != 0 {
+		filters = append(filters, e.name(attrPRNumber)+" = "+e.value(num(int64(f.PRNumber))))
+	}
+	if f.Username != "" {
+		filters = append(filters, e.name(attrUsername)+" = "+e.value(str(f.Username)))
+	}
+	if len(filters) > 0 {
+		in.FilterExpression = aws.String(strings.Join(filters, " AND "))
+	}
+	in.KeyConditionExpression = aws.String(cond)
+	in.ExpressionAttributeNames, in.ExpressionAttributeValues = e.names, e.values
+	size := f.PageSize()
+	// A Query's Limit counts the items read, before the filter: without filters it is the
+	// page size (one more), with them DynamoDB fills its own pages and the walk stops once
+	// enough runs matched.
+	limit := size + 1
+	if len(filters) > 0 {
+		limit = 0
+	}
+	var page store.RunPage
+	err := s.query(ctx, in, limit, func(it map[string]types.AttributeValue) error {
+		if len(page.Runs) > size {
+			return errEnough
+		}
+		r, err := decodeRun(it)
+		page.Runs = append(page.Runs, r)
+		return err
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return store.RunPage{}, storeError(op, err)
+	}
+	if len(page.Runs) > size {
+		page.Runs = page.Runs[:size]
+		page.Next = store.RunCursor(page.Runs[size-1])
+	}
+	return page, nil
+}
+
+// errEnough stops a query walk that has read all it needs.
+var errEnough = errors.New("enough items")
 
 // UpdateOrder applies one conditional move: an UpdateItem, or a TransactWriteItems when the
 // move carries events (put in the same transaction) or is terminal (with the run's counters).
