@@ -61,6 +61,8 @@ type Server struct {
 	Log    *slog.Logger
 	// Extra serves other paths (the embedded blob URLs), may be nil.
 	Extra map[string]http.Handler
+	// GitHubWebURL is where the status page links pull requests; empty is https://github.com.
+	GitHubWebURL string
 }
 
 // Handler returns the routes.
@@ -68,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/webhook", s.webhook)
 	mux.HandleFunc("/ssm", s.ssm)
+	mux.HandleFunc("GET /runs", s.listRuns)
 	mux.HandleFunc("GET /runs/{run_id}", s.runStatus)
 	mux.HandleFunc("GET /runs/{run_id}/events", s.runEvents)
 	mux.HandleFunc("GET /done/{run_id}", s.done)
@@ -282,6 +285,10 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 		if data, gerr := s.Accepter.Blobs.Get(r.Context(), blobs.RequestKey(id)); gerr == nil {
 			var req domain.Request
 			if json.Unmarshal(data, &req) == nil {
+				if wantsHTML(r) {
+					s.runPage(w, r, domain.Run{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Status: domain.RunAccepted}, nil)
+					return
+				}
 				writeJSON(w, http.StatusOK, RunView{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID,
 					Status: domain.RunAccepted, Orders: []OrderView{}})
 				return
@@ -295,6 +302,10 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 	orders, err := s.Store.ListOrders(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if wantsHTML(r) {
+		s.runPage(w, r, run, orders)
 		return
 	}
 	writeJSON(w, http.StatusOK, ViewOf(run, orders))
