@@ -15,7 +15,9 @@ import (
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
+	"github.com/iac-ci/iac-ci/metrics"
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/sealing"
 )
 
@@ -71,6 +73,8 @@ type System struct {
 	Server       *producers.Server
 	Orchestrator *consumers.Orchestrator
 	Sweeper      *consumers.Sweeper
+	// Metrics are the figures GET /metrics serves (and Lambda hosts write as EMF lines).
+	Metrics *metrics.Metrics
 	// Routes says which handler consumes which queue (routes.go).
 	Routes []Route
 
@@ -117,9 +121,14 @@ func New(p Ports, o Options) (*System, error) {
 		}
 	}
 	s := &System{Ports: p, Opts: o}
+	var queueNames []string
+	for _, spec := range queues.Topology() {
+		queueNames = append(queueNames, spec.Name)
+	}
+	s.Metrics = metrics.New(metrics.Options{Queues: p.Queues, QueueNames: queueNames, Store: p.Store, Log: o.Log})
 	s.Engine = &engine.Engine{
 		Store: p.Store, Queues: p.Queues, Blobs: p.Internal, Done: p.Done, Keys: p.Keys, Log: o.Log,
-		Watchers: o.Watchers, Finishers: o.Finishers, DoneURL: doneURL,
+		Watchers: o.Watchers, Finishers: o.Finishers, Observers: []engine.Observer{s.Metrics}, DoneURL: doneURL,
 		RequeueAfter: p.RequeueAfter, WaitRecheck: p.WaitRecheck, Grace: p.Grace,
 	}
 	s.Accepter = &producers.Accepter{Blobs: p.Internal, Queues: p.Queues, DoneURL: doneURL, Embedded: p.Embedded}
@@ -133,9 +142,9 @@ func New(p Ports, o Options) (*System, error) {
 		extra[path] = h
 	}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: p.Store, Done: p.Done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra}
+		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra, Observer: s.Metrics, Metrics: s.Metrics.Handler()}
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
-	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
+	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval, Observer: s.Metrics}
 
 	// One set of working directories for every worker; those orders leave empty are kept for
 	// the next orders, as many as orders run at once.

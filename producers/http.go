@@ -63,13 +63,20 @@ type Server struct {
 	Extra map[string]http.Handler
 	// GitHubWebURL is where the status page links pull requests; empty is https://github.com.
 	GitHubWebURL string
+	// Observer is told how webhook and SSM requests were answered; Metrics serves GET /metrics.
+	// Both may be nil.
+	Observer RequestObserver
+	Metrics  http.Handler
 }
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/webhook", s.webhook)
-	mux.HandleFunc("/ssm", s.ssm)
+	mux.HandleFunc("/webhook", s.observed("webhook", s.webhook))
+	mux.HandleFunc("/ssm", s.observed("ssm", s.ssm))
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics)
+	}
 	mux.HandleFunc("GET /runs", s.listRuns)
 	mux.HandleFunc("GET /runs/{run_id}", s.runStatus)
 	mux.HandleFunc("GET /runs/{run_id}/events", s.runEvents)
