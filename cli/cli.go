@@ -33,6 +33,8 @@ const usage = `iac-ci: a queue-driven CI engine for infrastructure code.
 Usage:
   iac-ci run [flags] JOB_FILE     run a job embedded and print its result
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
+  iac-ci runs [flags]             list runs, newest first (a data folder, --server URL, or --backend aws)
+  iac-ci status [flags] RUN_ID    show a run's orders, as run's final table
   iac-ci worker [flags]           run one order attempt handed over by CodeBuild or SSM
   iac-ci aws-setup [flags]        create the AWS resources iac-ci uses (queues, tables, buckets)
   iac-ci lambda                   run as an AWS Lambda function (the function is picked by $IAC_CI_FUNCTION)
@@ -53,6 +55,10 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		return runCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "serve":
 		err = serveCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "runs":
+		err = runsCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "status":
+		err = statusCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "worker":
 		err = workerCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "aws-setup":
