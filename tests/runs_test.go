@@ -134,3 +134,27 @@ func TestRunsAndStatusOfARunningServer(t *testing.T) {
 		t.Errorf("iac-ci runs --data of a served folder: got %v", got)
 	}
 }
+
+// TestAWSRunsAndStatus reads runs from the DynamoDB tables of an emulated deployment, through
+// the runs index, with the configuration `iac-ci serve --backend aws` uses.
+func TestAWSRunsAndStatus(t *testing.T) {
+	t.Parallel()
+	st := newAWSStack(t)
+	s := st.serve()
+	job := []byte(`{"username": "grace", "git_repo": "acme/infra", "pr_number": 9, "orders": [
+	  {"order_name": "plan", "timeout": 60, "execution_target": "lambda", "cmds": ["echo planned"]}]}`)
+	runID := postJob(t, s, job)
+	waitAWSRun(t, s, runID, 2*time.Minute)
+
+	l := runList(t, iacci(t, st.env, "runs", "--backend", "aws", "--json", "--pr", "9"))
+	if got := listedIDs(l); len(got) != 1 || got[0] != runID || l.Runs[0].Status != "succeeded" || l.Runs[0].GitRepo != "acme/infra" {
+		t.Errorf("iac-ci runs --backend aws --pr 9: got %+v", l.Runs)
+	}
+	if l := runList(t, iacci(t, st.env, "runs", "--backend", "aws", "--json", "--status", "failed")); len(l.Runs) != 0 {
+		t.Errorf("iac-ci runs --backend aws --status failed: got %+v", l.Runs)
+	}
+	r := iacci(t, st.env, "status", "--backend", "aws", runID)
+	if r.code != 0 || !strings.Contains(r.stdout, "plan") || !strings.Contains(r.stdout, "run "+runID+" succeeded") {
+		t.Errorf("iac-ci status --backend aws: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
