@@ -67,6 +67,9 @@ type Metrics struct {
 	mu     sync.Mutex // guards the reading below and serializes refreshes
 	read   time.Time
 	states states
+
+	emfMu   sync.Mutex
+	emfLast map[string]float64 // cumulative figures as the last EMF write saw them
 }
 
 // states is one reading of the figures that are read, not counted.
