@@ -71,6 +71,8 @@ type TableIndex struct {
 	HashKey        string `json:"hash_key"`
 	RangeKey       string `json:"range_key"`
 	ProjectionType string `json:"projection_type"`
+	// NonKeyAttributes are what an INCLUDE projection carries beside the keys.
+	NonKeyAttributes []string `json:"non_key_attributes,omitempty"`
 }
 
 // BucketResource is one S3 bucket.
@@ -169,7 +171,8 @@ func Describe(c Config) Resources {
 			GlobalSecondaryIndexes: []TableIndex{
 				{Name: dynamostore.IndexDue, HashKey: attrDueShard, RangeKey: attrDueAt, ProjectionType: "ALL"},
 				{Name: dynamostore.IndexActive, HashKey: attrActiveShard, RangeKey: attrCreatedAt, ProjectionType: "ALL"},
-				{Name: dynamostore.IndexRuns, HashKey: attrRunsShard, RangeKey: attrCreatedAt, ProjectionType: "ALL"},
+				{Name: dynamostore.IndexRuns, HashKey: attrRunsShard, RangeKey: attrCreatedAt, ProjectionType: "INCLUDE",
+					NonKeyAttributes: dynamostore.RunsIndexAttributes},
 			},
 		},
 		{

@@ -10,7 +10,9 @@
 //     orders, "active" (active_shard, created_at) only runs not yet reported. A third, "runs"
 //     (runs_shard, created_at), holds every run item and no order, newest first for ListRuns:
 //     its filters are a FilterExpression on that index's Query, so listing reads the runs
-//     passed over, never the orders nor the whole table.
+//     passed over, never the orders nor the whole table. It carries only the filtered
+//     attributes (RunsIndexAttributes), so an order's end, which changes its run's counters,
+//     writes nothing to it; ListRuns reads the page's runs whole with one BatchGetItem.
 //   - events, keyed by trace_id and sk "<order_name>:<epoch, 20 digits>:<type>", with an index
 //     "by_order" (order_name, epoch) and a TTL attribute expires_at.
 //
@@ -48,6 +50,11 @@ const (
 	IndexRuns          = "runs"
 	IndexEventsByOrder = "by_order"
 )
+
+// RunsIndexAttributes are the attributes the runs index carries beside its keys: those ListRuns
+// filters on. A run's counters change with every order that ends, and the index is not written
+// for those changes as long as it does not carry them.
+var RunsIndexAttributes = []string{attrStatus, attrGitRepo, attrPRNumber, attrUsername}
 
 // DynamoDB's own limits.
 const (
@@ -540,23 +547,77 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) (store.RunPage,
 	if len(filters) > 0 {
 		limit = 0
 	}
-	var page store.RunPage
+	var ids []string
+	var last domain.Run // the position of the page's last run, for its cursor
 	err := s.query(ctx, in, limit, func(it map[string]types.AttributeValue) error {
-		if len(page.Runs) > size {
+		if len(ids) > size {
 			return errEnough
 		}
-		r, err := decodeRun(it)
-		page.Runs = append(page.Runs, r)
-		return err
+		r := &reader{it: it}
+		id, created := r.s(attrRunID), r.n(attrCreatedAt)
+		if r.err != nil {
+			return r.err
+		}
+		if len(ids) < size {
+			last = domain.Run{RunID: id, CreatedAt: time.UnixMilli(created)}
+		}
+		ids = append(ids, id)
+		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return store.RunPage{}, storeError(op, err)
 	}
-	if len(page.Runs) > size {
-		page.Runs = page.Runs[:size]
-		page.Next = store.RunCursor(page.Runs[size-1])
+	var page store.RunPage
+	if len(ids) > size {
+		ids = ids[:size]
+		page.Next = store.RunCursor(last)
+	}
+	if page.Runs, err = s.getRuns(ctx, ids); err != nil {
+		return store.RunPage{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return page, nil
+}
+
+// getRuns reads runs whole, strongly consistent, in the order of ids; a run no longer there is
+// left out.
+func (s *Store) getRuns(ctx context.Context, ids []string) ([]domain.Run, error) {
+	byID := make(map[string]domain.Run, len(ids))
+	for chunk := range slices.Chunk(ids, maxBatchGet) {
+		keys := make([]map[string]types.AttributeValue, len(chunk))
+		for i, id := range chunk {
+			keys[i] = key(id, runSK)
+		}
+		pending := map[string]types.KeysAndAttributes{s.tables.Orders: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(pending[s.tables.Orders].Keys) > 0; attempt++ {
+			if attempt == maxAttempts {
+				return nil, fmt.Errorf("get runs: %d keys still unprocessed after %d attempts", len(pending[s.tables.Orders].Keys), attempt)
+			}
+			if attempt > 0 {
+				if err := pause(ctx, attempt); err != nil {
+					return nil, fmt.Errorf("get runs: %w", err)
+				}
+			}
+			out, err := s.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, storeError("get runs", err)
+			}
+			for _, it := range out.Responses[s.tables.Orders] {
+				r, err := decodeRun(it)
+				if err != nil {
+					return nil, fmt.Errorf("get runs: %w", err)
+				}
+				byID[r.RunID] = r
+			}
+			pending = out.UnprocessedKeys
+		}
+	}
+	runs := make([]domain.Run, 0, len(ids))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			runs = append(runs, r)
+		}
+	}
+	return runs, nil
 }
 
 // errEnough stops a query walk that has read all it needs.

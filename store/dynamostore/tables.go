@@ -36,7 +36,8 @@ func CreateTables(ctx context.Context, client *dynamodb.Client, t Tables) error 
 			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 				{IndexName: aws.String(IndexDue), KeySchema: keySchema(attrDueShard, attrDueAt), Projection: &all},
 				{IndexName: aws.String(IndexActive), KeySchema: keySchema(attrActiveShard, attrCreatedAt), Projection: &all},
-				{IndexName: aws.String(IndexRuns), KeySchema: keySchema(attrRunsShard, attrCreatedAt), Projection: &all},
+				{IndexName: aws.String(IndexRuns), KeySchema: keySchema(attrRunsShard, attrCreatedAt), Projection: &types.Projection{
+					ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: RunsIndexAttributes}},
 			},
 		},
 		{
