@@ -28,7 +28,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs (the runs; a page for a browser),\nGET /runs/{run_id} (a run; its status page for a browser), GET /runs/{run_id}/events,\nGET /done/{run_id}, GET /metrics and GET /healthz, and runs every job it accepts.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
