@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
@@ -177,13 +178,20 @@ func TestFunctionsWriteEMFLines(t *testing.T) {
 	out := startFunctionStdout(t, append(env, "AWS_LAMBDA_RUNTIME_API="+rt.url, "IAC_CI_FUNCTION=webhook",
 		"IAC_CI_WEBHOOK_SECRET_LOCATION=aws:::ssm:"+secretPath)...)
 	body := []byte(twoOrders)
+	var runID string
 	for _, sig := range []string{producers.Sign([]byte(secret), body), "", producers.Sign([]byte(secret), body)} {
 		headers := map[string]string{}
 		if sig != "" {
 			headers["x-hub-signature-256"] = sig
 		}
-		if a := rt.invoke(t, apiRequest(t, http.MethodPost, "/webhook", body, headers)); a.kind != "response" {
+		a := rt.invoke(t, apiRequest(t, http.MethodPost, "/webhook", body, headers))
+		var resp events.APIGatewayV2HTTPResponse
+		if err := json.Unmarshal(a.body, &resp); err != nil || a.kind != "response" {
 			t.Fatalf("webhook: got %s %s", a.kind, a.body)
+		}
+		var acc producers.Accepted
+		if json.Unmarshal([]byte(resp.Body), &acc) == nil && acc.RunID != "" {
+			runID = acc.RunID
 		}
 	}
 	// Each invocation's lines are written before its answer is sent; the pipe from the process
@@ -205,6 +213,17 @@ func TestFunctionsWriteEMFLines(t *testing.T) {
 	}
 	if _, found := sum(webhook, "iac_ci_queue_messages", nil); found {
 		t.Errorf("the webhook function reads queue depths: only the sweeper's should")
+	}
+
+	// The webhook function serves the status page too: a browser asking for a run gets HTML.
+	page := rt.invoke(t, apiRequest(t, http.MethodGet, "/runs/"+runID, nil, map[string]string{"accept": "text/html,*/*;q=0.8"}))
+	var resp events.APIGatewayV2HTTPResponse
+	if err := json.Unmarshal(page.body, &resp); err != nil || page.kind != "response" {
+		t.Fatalf("GET /runs/{id}: got %s %s", page.kind, page.body)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Headers["Content-Type"], "text/html") ||
+		!strings.Contains(resp.Body, runID) || !strings.Contains(resp.Body, `data-live="true"`) {
+		t.Errorf("GET /runs/{id} from a browser through the webhook function: %d %v\n%s", resp.StatusCode, resp.Headers, resp.Body)
 	}
 
 	rt = startRuntimeAPI(t)
