@@ -166,12 +166,6 @@ func (f RunFilter) PageSize() int {
 	return f.Limit
 }
 
-// Matches reports whether run passes every filter field that is set.
-func (f RunFilter) Matches(run domain.Run) bool {
-	return (f.Status == "" || run.Status == f.Status) && (f.GitRepo == "" || run.GitRepo == f.GitRepo) &&
-		(f.PRNumber == 0 || run.PRNumber == f.PRNumber) && (f.Username == "" || run.Username == f.Username)
-}
-
 // RunCursor is the position of a run in the newest-first listing: what RunPage.Next carries.
 // It is "<created_at in unix milliseconds>.<run_id>", so that any adapter can resume from it.
 func RunCursor(run domain.Run) string {
