@@ -142,7 +142,8 @@ func New(p Ports, o Options) (*System, error) {
 		extra[path] = h
 	}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: p.Store, Done: p.Done, Secret: o.WebhookSecret,
-		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra, Observer: s.Metrics, Metrics: s.Metrics.Handler()}
+		Insecure: o.Insecure, GitHub: o.GitHub, Log: o.Log, Extra: extra, Observer: s.Metrics, Metrics: s.Metrics.Handler(),
+		GitHubWebURL: o.GitBaseURL} // a GitHub Enterprise server serves its pull requests where it serves clones
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval, Observer: s.Metrics}
 
