@@ -17,7 +17,9 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/livelog"
+	"github.com/iac-ci/iac-ci/metrics"
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/sealing"
 )
 
@@ -86,6 +88,8 @@ type System struct {
 	Control     *producers.Control
 	// LiveLogs holds the output of the attempts running in this process.
 	LiveLogs *livelog.Logs
+	// Metrics are the figures GET /metrics serves (and Lambda hosts write as EMF lines).
+	Metrics *metrics.Metrics
 	// Routes says which handler consumes which queue (routes.go).
 	Routes []Route
 
@@ -132,9 +136,14 @@ func New(p Ports, o Options) (*System, error) {
 		}
 	}
 	s := &System{Ports: p, Opts: o}
+	var queueNames []string
+	for _, spec := range queues.Topology() {
+		queueNames = append(queueNames, spec.Name)
+	}
+	s.Metrics = metrics.New(metrics.Options{Queues: p.Queues, QueueNames: queueNames, Store: p.Store, Log: o.Log})
 	s.Engine = &engine.Engine{
 		Store: p.Store, Queues: p.Queues, Blobs: p.Internal, Done: p.Done, Keys: p.Keys, Log: o.Log,
-		Watchers: o.Watchers, Finishers: o.Finishers, DoneURL: doneURL,
+		Watchers: o.Watchers, Finishers: o.Finishers, Observers: []engine.Observer{s.Metrics}, DoneURL: doneURL,
 		RequeueAfter: p.RequeueAfter, WaitRecheck: p.WaitRecheck, Grace: p.Grace,
 	}
 	s.Accepter = &producers.Accepter{Blobs: p.Internal, Queues: p.Queues, DoneURL: doneURL, Embedded: p.Embedded}
@@ -142,13 +151,14 @@ func New(p Ports, o Options) (*System, error) {
 		GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken, WorkDir: intakeDir}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: p.Store, Done: p.Done, Secret: o.WebhookSecret,
 		Insecure: o.Insecure, APIToken: o.APIToken, GuardedUpstream: o.GuardedUpstream, GitHub: o.GitHub, Log: o.Log,
-		Health: p.Health, Extra: p.Routes, Reads: o.Routes}
+		Health: p.Health, Extra: p.Routes, Reads: o.Routes, Observer: s.Metrics, Metrics: s.Metrics.Handler(),
+		GitHubWebURL: o.GitBaseURL} // a GitHub Enterprise server serves its pull requests where it serves clones
 	s.Orchestrator = &consumers.Orchestrator{Engine: s.Engine}
 	s.DeadLetters = &deadletters.Book{Bucket: p.Internal, Now: s.Engine.Time}
 	s.LiveLogs = &livelog.Logs{}
 	s.Control = &producers.Control{Engine: s.Engine, Accepter: s.Accepter, DeadLetters: s.DeadLetters, Live: s.LiveLogs}
 	s.Server.Control = s.Control
-	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval}
+	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval, Observer: s.Metrics}
 
 	// One set of working directories for every worker; those orders leave empty are kept for
 	// the next orders, as many as orders run at once.

@@ -133,7 +133,7 @@ func TestDescribeCoversTheTopologyAndBothTables(t *testing.T) {
 	if _, ok := byName["p-orders-lambda-dlq"]; !ok {
 		t.Errorf("no p-orders-lambda-dlq among %v", r.Queues)
 	}
-	if len(r.Tables) != 2 || r.Tables[1].TTLAttribute != "expires_at" || len(r.Tables[0].GlobalSecondaryIndexes) != 2 {
+	if len(r.Tables) != 2 || r.Tables[1].TTLAttribute != "expires_at" || len(r.Tables[0].GlobalSecondaryIndexes) != 3 {
 		t.Errorf("tables: got %+v", r.Tables)
 	}
 	if r.Buckets[0].Notification == nil || r.Buckets[0].Notification.Queue != "p-results" || r.Buckets[1].Notification != nil {

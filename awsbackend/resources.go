@@ -71,6 +71,8 @@ type TableIndex struct {
 	HashKey        string `json:"hash_key"`
 	RangeKey       string `json:"range_key"`
 	ProjectionType string `json:"projection_type"`
+	// NonKeyAttributes are what an INCLUDE projection carries beside the keys.
+	NonKeyAttributes []string `json:"non_key_attributes,omitempty"`
 }
 
 // BucketResource is one S3 bucket.
@@ -119,6 +121,7 @@ const (
 	attrDueShard    = "due_shard"
 	attrDueAt       = "due_at"
 	attrActiveShard = "active_shard"
+	attrRunsShard   = "runs_shard"
 	attrCreatedAt   = "created_at"
 	attrTraceID     = "trace_id"
 	attrOrderName   = "order_name"
@@ -164,10 +167,12 @@ func Describe(c Config) Resources {
 			Name: c.OrdersTable, Role: RoleOrders, Variable: EnvOrdersTable, BillingMode: "PAY_PER_REQUEST",
 			HashKey: attrRunID, RangeKey: attrSK,
 			Attributes: []TableAttribute{{attrRunID, "S"}, {attrSK, "S"}, {attrDueShard, "S"}, {attrDueAt, "N"},
-				{attrActiveShard, "S"}, {attrCreatedAt, "N"}},
+				{attrActiveShard, "S"}, {attrRunsShard, "S"}, {attrCreatedAt, "N"}},
 			GlobalSecondaryIndexes: []TableIndex{
 				{Name: dynamostore.IndexDue, HashKey: attrDueShard, RangeKey: attrDueAt, ProjectionType: "ALL"},
 				{Name: dynamostore.IndexActive, HashKey: attrActiveShard, RangeKey: attrCreatedAt, ProjectionType: "ALL"},
+				{Name: dynamostore.IndexRuns, HashKey: attrRunsShard, RangeKey: attrCreatedAt, ProjectionType: "INCLUDE",
+					NonKeyAttributes: dynamostore.RunsIndexAttributes},
 			},
 		},
 		{

@@ -117,10 +117,11 @@ func TestSetupMakesWhatDescribeSays(t *testing.T) {
 			for _, k := range g.KeySchema {
 				s += " " + aws.ToString(k.AttributeName) + "/" + string(k.KeyType)
 			}
-			idx = append(idx, s+" "+string(g.Projection.ProjectionType))
+			idx = append(idx, s+" "+string(g.Projection.ProjectionType)+" "+strings.Join(slices.Sorted(slices.Values(g.Projection.NonKeyAttributes)), ","))
 		}
 		for _, g := range tr.GlobalSecondaryIndexes {
-			wantIdx = append(wantIdx, g.Name+" "+g.HashKey+"/HASH "+g.RangeKey+"/RANGE "+g.ProjectionType)
+			wantIdx = append(wantIdx, g.Name+" "+g.HashKey+"/HASH "+g.RangeKey+"/RANGE "+g.ProjectionType+" "+
+				strings.Join(slices.Sorted(slices.Values(g.NonKeyAttributes)), ","))
 		}
 		slices.Sort(idx)
 		slices.Sort(wantIdx)

@@ -36,6 +36,8 @@ Usage:
   iac-ci run [flags] JOB_FILE     run a job on this machine and print its result (- reads standard input)
   iac-ci validate [flags] FILE... check jobs or .iac-ci.yml files without running anything
   iac-ci serve [flags]            serve webhooks and run jobs until stopped
+  iac-ci runs [flags]             list runs, newest first (a data folder, --server URL, or --backend aws)
+  iac-ci status [flags] RUN_ID    show a run's orders, as run's final table
   iac-ci logs RUN ORDER [-f]      print (or follow) an order's whole log
   iac-ci rerun RUN [flags]        run an earlier run's job again, as a new run
   iac-ci dlq list|show|redrive|purge   inspect, redrive or purge dead letters
@@ -66,6 +68,10 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		return validateCommand(args[1:], getenv, stdin, stdout, stderr)
 	case "serve":
 		err = serveCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "runs":
+		err = runsCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "status":
+		err = statusCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "worker":
 		err = workerCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "aws-setup":

@@ -61,6 +61,7 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 	if err != nil {
 		return err
 	}
+	h = lambdafn.WithMetrics(h, sys.Metrics, stdout, name == lambdafn.Sweeper, log)
 	log.Info("iac-ci function ready", "version", Version)
 	lambda.StartWithOptions(h, lambda.WithContext(ctx))
 	return nil

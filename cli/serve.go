@@ -28,7 +28,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs/{run_id}, GET /runs/{run_id}/events,\nGET /done/{run_id} and GET /healthz, and runs every job it accepts. Every GET but\n/healthz asks for Authorization: Bearer <API token>, or a signed link to one run (the\nstatus link of a pull-request comment).\n\n"+
+		fmt.Fprintln(fs.Output(), "Usage: iac-ci serve [flags]\n\nServes POST /webhook, POST /ssm, GET /runs (the runs; a page for a browser),\nGET /runs/{run_id} (a run; its status page for a browser), GET /runs/{run_id}/events,\nGET /runs/{run_id}/orders/{order}/log, GET /done/{run_id}, GET /dead-letters, GET /metrics\nand GET /healthz, and runs every job it accepts. Every route but the signed posts and\n/healthz asks for Authorization: Bearer <API token>, or a signed link to one run (the\nstatus link of a pull-request comment).\n\n"+
 			"Example:\n  IAC_CI_WEBHOOK_SECRET=$(openssl rand -hex 32) IAC_CI_API_TOKEN=$(openssl rand -hex 32) iac-ci serve --addr 127.0.0.1:8080 --data ./.iac-ci\n\nFlags:")
 		fs.PrintDefaults()
 	}

@@ -25,6 +25,23 @@ type Sweeper struct {
 	Interval     time.Duration
 	// Batch bounds how many orders and runs one pass looks at.
 	Batch int
+	// Observer is told what each pass did (metrics); optional.
+	Observer SweepObserver
+}
+
+// SweepObserver is told what each sweeper pass did. It must not block.
+type SweepObserver interface {
+	Swept(p SweepPass)
+}
+
+// SweepPass counts what one pass did, by what it did it to (see the Sweeper).
+type SweepPass struct {
+	// Actions counts the repairs: "resent" (queued orders), "rechecked" (waiting orders),
+	// "recorded" (a running order's stored result), "timed_out" (running orders), "reported",
+	// "deadline" and "finalized" (runs).
+	Actions map[string]int
+	Errors  int
+	Failed  bool // the pass could not read what to sweep
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -51,13 +68,26 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 		batch = 500
 	}
 	var first error
-	keep := func(err error) {
+	pass := SweepPass{Actions: map[string]int{}}
+	defer func() {
+		if s.Observer != nil {
+			s.Observer.Swept(pass)
+		}
+	}()
+	keep := func(action string, err error) {
+		if action != "" && err == nil {
+			pass.Actions[action]++
+		}
+		if err != nil {
+			pass.Errors++
+		}
 		if err != nil && first == nil {
 			first = err
 		}
 	}
 	due, err := e.Store.DueOrders(ctx, e.Time(), batch)
 	if err != nil {
+		pass.Failed = true
 		return fmt.Errorf("due orders: %w", err)
 	}
 	for _, o := range due {
@@ -65,6 +95,7 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 	}
 	runs, err := e.Store.ActiveRuns(ctx, batch)
 	if err != nil {
+		pass.Failed = true
 		return fmt.Errorf("active runs: %w", err)
 	}
 	for _, r := range runs {
@@ -73,39 +104,41 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 	return first
 }
 
-func (s *Sweeper) sweepOrder(ctx context.Context, o domain.OrderRecord) error {
+// sweepOrder repairs one due order and says what it did (SweepPass.Actions).
+func (s *Sweeper) sweepOrder(ctx context.Context, o domain.OrderRecord) (string, error) {
 	e := s.Engine
 	switch o.Status {
 	case domain.OrderWaiting:
-		return e.RecheckWaiting(ctx, o)
+		return "rechecked", e.RecheckWaiting(ctx, o)
 	case domain.OrderQueued:
 		e.Logger().InfoContext(ctx, "re-sending order stuck in queued", "run_id", o.RunID, "order", o.OrderName)
-		return e.Resend(ctx, o)
+		return "resent", e.Resend(ctx, o)
 	case domain.OrderRunning:
 		key := blobs.ResultKey(o.RunID, o.OrderNum, o.Attempt)
 		if data, err := e.Blobs.Get(ctx, key); err == nil {
-			return s.Orchestrator.RecordObject(ctx, key, data)
+			return "recorded", s.Orchestrator.RecordObject(ctx, key, data)
 		} else if !errors.Is(err, blobs.ErrNotFound) {
-			return fmt.Errorf("look for result: %w", err)
+			return "", fmt.Errorf("look for result: %w", err)
 		}
 		reason := fmt.Sprintf("timed out: no result within the order's timeout of %ds", o.Timeout)
 		_, err := e.Finish(ctx, o, []domain.OrderStatus{domain.OrderRunning}, o.Attempt,
 			engine.Outcome{Status: domain.OrderTimedOut, Reason: reason})
-		return err
+		return "timed_out", err
 	}
-	return nil
+	return "", nil
 }
 
-func (s *Sweeper) sweepRun(ctx context.Context, r domain.Run) error {
+// sweepRun repairs one active run and says what it did (SweepPass.Actions).
+func (s *Sweeper) sweepRun(ctx context.Context, r domain.Run) (string, error) {
 	e := s.Engine
 	switch {
 	case r.Status.Terminal():
-		return e.Report(ctx, r)
+		return "reported", e.Report(ctx, r)
 	case e.Time().After(r.Deadline):
 		e.Logger().InfoContext(ctx, "job deadline passed", "run_id", r.RunID, "trace_id", r.TraceID)
-		return e.TimeOutRun(ctx, r)
+		return "deadline", e.TimeOutRun(ctx, r)
 	case r.Open == 0 && r.Status == domain.RunRunning:
-		return e.Finalize(ctx, r, false)
+		return "finalized", e.Finalize(ctx, r, false)
 	}
-	return nil
+	return "", nil
 }

@@ -38,6 +38,14 @@ type Finisher interface {
 	RunFinished(ctx context.Context, run domain.Run) error
 }
 
+// Observer is told what the engine ended, for metrics: each order moved to a terminal status
+// (with its target, start and end) and each run finalized (with its status and end), once per
+// applied move; a move refused (a duplicate, a stale result) tells nothing. It must not block.
+type Observer interface {
+	OrderEnded(o domain.OrderRecord)
+	RunEnded(run domain.Run)
+}
+
 // Engine moves runs. Its fields are the ports it moves them through; set them all except the
 // optional ones, then share one Engine between goroutines.
 type Engine struct {
@@ -51,6 +59,7 @@ type Engine struct {
 
 	Watchers  []Watcher  // optional
 	Finishers []Finisher // optional
+	Observers []Observer // optional
 
 	// RequeueAfter is how long an order may stay queued before the sweeper sends its message
 	// again (a crash between the move and the send loses the message).
@@ -113,6 +122,20 @@ func orDefault(d, def time.Duration) time.Duration {
 func (e *Engine) changed(runID string) {
 	for _, w := range e.Watchers {
 		w.RunChanged(runID)
+	}
+}
+
+// orderEnded tells the observers that o ended in status; a zero started keeps o's own.
+func (e *Engine) orderEnded(o domain.OrderRecord, status domain.OrderStatus, started, finished time.Time) {
+	if len(e.Observers) == 0 {
+		return
+	}
+	o.Status, o.FinishedAt, o.DueAt = status, finished, time.Time{}
+	if !started.IsZero() {
+		o.StartedAt = started
+	}
+	for _, ob := range e.Observers {
+		ob.OrderEnded(o)
 	}
 }
 
@@ -299,6 +322,7 @@ func (e *Engine) Finish(ctx context.Context, o domain.OrderRecord, from []domain
 		return false, fmt.Errorf("end order %s: %w", o.OrderName, err)
 	}
 	crashpoint.Hit("finish.moved")
+	e.orderEnded(o, out.Status, out.StartedAt, out.FinishedAt)
 	attrs := []any{"run_id", o.RunID, "trace_id", o.TraceID, "order", o.OrderName, "status", out.Status}
 	if out.Reason != "" { // a success has none, and reason="" reads as if one were missing
 		attrs = append(attrs, "reason", out.Reason)
@@ -419,6 +443,9 @@ func (e *Engine) Finalize(ctx context.Context, run domain.Run, deadlinePassed bo
 	e.log().InfoContext(ctx, "run finalized", "run_id", run.RunID, "trace_id", run.TraceID, "status", status)
 	crashpoint.Hit("finalize.moved")
 	run.Status, run.FinishedAt = status, now
+	for _, ob := range e.Observers {
+		ob.RunEnded(run)
+	}
 	e.changed(run.RunID)
 	return e.Report(ctx, run)
 }
@@ -493,6 +520,9 @@ func (e *Engine) TimeOutRun(ctx context.Context, run domain.Run) error {
 		})
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("time out order %s: %w", o.OrderName, err)
+		}
+		if err == nil {
+			e.orderEnded(o, domain.OrderTimedOut, time.Time{}, now)
 		}
 	}
 	run, err = e.Store.GetRun(ctx, run.RunID)

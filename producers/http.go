@@ -102,19 +102,29 @@ type Server struct {
 	// Reads serves more read or control routes (pattern to handler), guarded as the built-in
 	// ones are; may be nil.
 	Reads map[string]http.Handler
+	// GitHubWebURL is where the status page links pull requests; empty is https://github.com.
+	GitHubWebURL string
+	// Observer is told how webhook and SSM requests were answered; Metrics serves GET /metrics.
+	// Both may be nil.
+	Observer RequestObserver
+	Metrics  http.Handler
 }
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	rt := routes{s: s, mux: http.NewServeMux()}
 	// The signed posts carry their own authentication, the body's signature.
-	rt.open("/webhook", s.webhook)
-	rt.open("/ssm", s.ssm)
+	rt.open("/webhook", s.observed("webhook", s.webhook))
+	rt.open("/ssm", s.observed("ssm", s.ssm))
 	rt.open("GET /healthz", s.healthz)
 	// Every read and control route: API token, or a signed link to one run for a GET of it.
+	rt.guarded("GET /runs", s.listRuns)
 	rt.guarded("GET /runs/{run_id}", s.runStatus)
 	rt.guarded("GET /runs/{run_id}/events", s.runEvents)
 	rt.guarded("GET /done/{run_id}", s.done)
+	if s.Metrics != nil {
+		rt.guarded("GET /metrics", s.Metrics.ServeHTTP)
+	}
 	if s.Control != nil {
 		rt.guarded("POST /runs/{run_id}/rerun", s.rerun)
 		rt.guarded("GET /runs/{run_id}/orders/{order}/log", s.orderLog)
@@ -498,6 +508,10 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrNotFound) {
 		// Accepted but not yet through intake: the stored request answers.
 		if req, ok := s.request(r.Context(), id); ok {
+			if wantsHTML(r) {
+				s.runPage(w, r, domain.Run{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID, Status: domain.RunAccepted}, nil)
+				return
+			}
 			writeJSON(w, http.StatusOK, RunView{RunID: req.RunID, TraceID: req.TraceID, FlowID: req.FlowID,
 				Status: domain.RunAccepted, Orders: []OrderView{}})
 			return
@@ -510,6 +524,10 @@ func (s *Server) runStatus(w http.ResponseWriter, r *http.Request) {
 	orders, err := s.Store.ListOrders(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if wantsHTML(r) {
+		s.runPage(w, r, run, orders)
 		return
 	}
 	writeJSON(w, http.StatusOK, ViewOf(run, orders))

@@ -87,6 +87,21 @@ type Queue interface {
 	// ChangeVisibility hides a received message for d from now (0 makes it visible at once).
 	// Consumers extend it while they work, so that a live worker's message is not redelivered.
 	ChangeVisibility(ctx context.Context, receipt string, d time.Duration) error
+	// Stats counts the queue's messages, for metrics and alarms. The counts may be approximate
+	// (SQS's are) but never include deleted messages. It is one call to the backend.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Stats is what a queue holds at one moment.
+type Stats struct {
+	Visible  int // waiting to be received
+	InFlight int // received, neither deleted nor visible again yet
+	Delayed  int // sent with a delay that has not passed
+	// OldestAge is how long the oldest visible message has waited since it was sent, when
+	// AgeKnown (zero without a visible message). SQS does not answer it through its API (it is
+	// CloudWatch's ApproximateAgeOfOldestMessage), so its adapter leaves AgeKnown false.
+	OldestAge time.Duration
+	AgeKnown  bool
 }
 
 // Broker opens queues by name. Adapters are given the Specs of every queue they serve.

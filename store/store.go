@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
@@ -115,11 +117,71 @@ type Store interface {
 	// ActiveRuns returns up to limit runs that are not yet Reported (running, or ended with
 	// finalization side effects still to write).
 	ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
+	// ListRuns returns runs newest first (by CreatedAt to the millisecond; runs created in the
+	// same millisecond in an order of the adapter's that paging keeps) that match
+	// every field set in f, at most f.Limit of them (DefaultRunPage when zero, MaxRunPage at
+	// most), starting after the run f.After names (a RunPage.Next of an earlier call).
+	// RunPage.Next is empty exactly when no further run matches.
+	ListRuns(ctx context.Context, f RunFilter) (RunPage, error)
 	// AppendEvents writes events; writing an event with the same (TraceID, OrderName, Epoch, Type)
 	// again replaces it, so retried writes do not duplicate history.
 	AppendEvents(ctx context.Context, events ...domain.Event) error
 	// ListEvents returns a trace's events by Epoch, then OrderName, then Type.
 	ListEvents(ctx context.Context, traceID string) ([]domain.Event, error)
+}
+
+// Page sizes of ListRuns.
+const (
+	DefaultRunPage = 50
+	MaxRunPage     = 500
+)
+
+// RunFilter picks runs for ListRuns. Zero fields match every run.
+type RunFilter struct {
+	Status   domain.RunStatus
+	GitRepo  string
+	PRNumber int
+	Username string
+	// Limit is the page size (see ListRuns).
+	Limit int
+	// After is where the page starts: the Next of the page before; empty starts with the newest.
+	After string
+}
+
+// RunPage is one page of ListRuns.
+type RunPage struct {
+	Runs []domain.Run
+	// Next continues the listing (RunFilter.After), empty on the last page.
+	Next string
+}
+
+// PageSize is the number of runs a page of f holds.
+func (f RunFilter) PageSize() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultRunPage
+	case f.Limit > MaxRunPage:
+		return MaxRunPage
+	}
+	return f.Limit
+}
+
+// RunCursor is the position of a run in the newest-first listing: what RunPage.Next carries.
+// It is "<created_at in unix milliseconds>.<run_id>", so that any adapter can resume from it.
+func RunCursor(run domain.Run) string {
+	return strconv.FormatInt(run.CreatedAt.UnixMilli(), 10) + "." + run.RunID
+}
+
+// ParseRunCursor reads a RunCursor back, or says how it is malformed.
+func ParseRunCursor(c string) (createdMillis int64, runID string, err error) {
+	ms, id, ok := strings.Cut(c, ".")
+	if ok {
+		createdMillis, err = strconv.ParseInt(ms, 10, 64)
+	}
+	if !ok || err != nil || id == "" {
+		return 0, "", fmt.Errorf("malformed page cursor %q: pass the next value of the page before, or nothing for the first page", c)
+	}
+	return createdMillis, id, nil
 }
 
 // CheckRun refuses a run and orders that CreateRun cannot insert as one run: an empty run id, an

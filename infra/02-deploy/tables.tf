@@ -1,5 +1,5 @@
 # The two tables of store/dynamostore, as dynamostore.CreateTables makes them: runs and orders
-# keyed by run_id and sk with the sweeper's two sparse indexes, and the history keyed by trace_id
+# keyed by run_id and sk with the sweeper's two sparse indexes and the runs list's index, and the history keyed by trace_id
 # and sk with an index by order and a TTL.
 resource "aws_dynamodb_table" "orders" {
   name                        = local.orders_table
@@ -29,6 +29,10 @@ resource "aws_dynamodb_table" "orders" {
     type = "S"
   }
   attribute {
+    name = "runs_shard"
+    type = "S"
+  }
+  attribute {
     name = "created_at"
     type = "N"
   }
@@ -44,6 +48,16 @@ resource "aws_dynamodb_table" "orders" {
     hash_key        = "active_shard"
     range_key       = "created_at"
     projection_type = "ALL"
+  }
+  # Every run, newest first: GET /runs and `iac-ci runs` (store.ListRuns). It carries only what
+  # the listing filters on (dynamostore.RunsIndexAttributes), so an order ending, which changes
+  # its run's counters, writes nothing to it.
+  global_secondary_index {
+    name               = "runs"
+    hash_key           = "runs_shard"
+    range_key          = "created_at"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "git_repo", "pr_number", "username"]
   }
 
   point_in_time_recovery {

@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"LongPollWakesOnSend", testLongPollWakesOnSend},
 		{"LongPollEndsEmpty", testLongPollEndsEmpty},
 		{"ContextEndsWait", testContextEndsWait},
+		{"Stats", testStats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -527,4 +528,43 @@ func bodies(msgs []queues.Message) []string {
 		out[i] = string(m.Body)
 	}
 	return out
+}
+
+func stats(t *testing.T, q queues.Queue) queues.Stats {
+	t.Helper()
+	s, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatalf("Stats of %s: %v", q.Name(), err)
+	}
+	if s.AgeKnown && s.OldestAge < 0 {
+		t.Errorf("Stats of %s: a negative age %v", q.Name(), s.OldestAge)
+	}
+	return s
+}
+
+func testStats(t *testing.T, open func(t *testing.T, specs []queues.Spec) queues.Broker) {
+	q := openQueue(t, open, 30*time.Second)
+	if s := stats(t, q); s.Visible != 0 || s.InFlight != 0 || s.Delayed != 0 || (s.AgeKnown && s.OldestAge != 0) {
+		t.Errorf("Stats of an empty queue: %+v", s)
+	}
+	err := q.Send(t.Context(),
+		queues.Outgoing{Body: []byte(`{"n":1}`)}, queues.Outgoing{Body: []byte(`{"n":2}`)}, queues.Outgoing{Body: []byte(`{"n":3}`)},
+		queues.Outgoing{Body: []byte(`{"delayed":true}`), Delay: 10 * time.Minute},
+	)
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if s := stats(t, q); s.Visible != 3 || s.InFlight != 0 || s.Delayed != 1 {
+		t.Errorf("Stats after sending 3 and 1 delayed: got %+v, want 3 visible, 1 delayed", s)
+	}
+	m := receiveOne(t, q, queues.ReceiveOptions{})
+	if s := stats(t, q); s.Visible != 2 || s.InFlight != 1 || s.Delayed != 1 {
+		t.Errorf("Stats after receiving 1: got %+v, want 2 visible, 1 in flight, 1 delayed", s)
+	}
+	if err := q.Delete(t.Context(), m.Receipt); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if s := stats(t, q); s.Visible != 2 || s.InFlight != 0 || s.Delayed != 1 {
+		t.Errorf("Stats after deleting it: got %+v, want 2 visible, 0 in flight, 1 delayed", s)
+	}
 }

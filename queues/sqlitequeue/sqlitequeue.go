@@ -80,6 +80,12 @@ const (
 	sqlDelete = `DELETE FROM queue_messages WHERE seq = ? AND queue = ? AND receipt = ?`
 
 	sqlChangeVisibility = `UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND queue = ? AND receipt = ?`
+
+	// A message at its receive limit is moved to the dead-letter queue only when a receive
+	// comes upon it, so until then it counts as visible here.
+	sqlStats = `SELECT coalesce(sum(visible_at <= ?1), 0), coalesce(sum(visible_at > ?1 AND received > 0), 0),
+		coalesce(sum(visible_at > ?1 AND received = 0), 0), min(CASE WHEN visible_at <= ?1 THEN sent_at END)
+		FROM queue_messages WHERE queue = ?2`
 )
 
 // Option configures a Broker.
@@ -467,6 +473,24 @@ func (q *queue) ChangeVisibility(ctx context.Context, receipt string, d time.Dur
 	// The message may now be visible sooner than a waiting receive's timer expects.
 	q.ready.broadcast()
 	return nil
+}
+
+// Stats counts the queue's rows in one read.
+func (q *queue) Stats(ctx context.Context) (queues.Stats, error) {
+	now := q.broker.now()
+	var (
+		s      queues.Stats
+		oldest sql.NullInt64
+	)
+	err := q.broker.db.QueryRowContext(ctx, sqlStats, now.UnixMilli(), q.spec.Name).Scan(&s.Visible, &s.InFlight, &s.Delayed, &oldest)
+	if err != nil {
+		return s, failure(ctx, "stats of "+q.spec.Name, err)
+	}
+	s.AgeKnown = true
+	if oldest.Valid {
+		s.OldestAge = max(0, now.Sub(time.UnixMilli(oldest.Int64)))
+	}
+	return s, nil
 }
 
 func parseReceipt(r string) (seq int64, token string, ok bool) {

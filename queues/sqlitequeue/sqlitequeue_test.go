@@ -315,3 +315,28 @@ func TestSendInTx(t *testing.T) {
 		t.Errorf("SendInTx to an unknown queue: %v, want ErrNotFound", err)
 	}
 }
+
+func TestStatsAgeIsTheOldestVisibleMessages(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	b := openBroker(t, sqlitedbtest.Open(t, ""), []queues.Spec{{Name: "work", Visibility: 30 * time.Second}}, sqlitequeue.WithClock(clk.Now))
+	q := mustQueue(t, b, "work")
+	for i := range 2 {
+		if err := q.Send(t.Context(), queues.Outgoing{Body: []byte(`{"n":1}`)}); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+		clk.Advance(time.Minute)
+	}
+	s, err := q.Stats(t.Context())
+	if err != nil || !s.AgeKnown || s.OldestAge != 2*time.Minute || s.Visible != 2 {
+		t.Fatalf("Stats: %+v, %v; want 2 visible, the oldest 2m old", s, err)
+	}
+	// The oldest, received, is in flight: the age is the other one's.
+	if msgs, err := q.Receive(t.Context(), queues.ReceiveOptions{}); err != nil || len(msgs) != 1 {
+		t.Fatalf("Receive: %v, %v", msgs, err)
+	}
+	s, err = q.Stats(t.Context())
+	if err != nil || s.OldestAge != time.Minute || s.Visible != 1 || s.InFlight != 1 {
+		t.Fatalf("Stats after a receive: %+v, %v; want 1 visible a minute old, 1 in flight", s, err)
+	}
+}

@@ -380,6 +380,41 @@ func (q *queue) Delete(ctx context.Context, receipts ...string) error {
 	return nil
 }
 
+// Stats reads the queue's three approximate counts with one GetQueueAttributes. The age of the
+// oldest message is CloudWatch's alone (ApproximateAgeOfOldestMessage): AgeKnown stays false.
+func (q *queue) Stats(ctx context.Context) (queues.Stats, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(q.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible, types.QueueAttributeNameApproximateNumberOfMessagesDelayed},
+	})
+	if err != nil {
+		return queues.Stats{}, failure(ctx, "stats of "+q.name, err)
+	}
+	count := func(name types.QueueAttributeName) (int, error) {
+		v, ok := out.Attributes[string(name)]
+		if !ok {
+			return 0, fmt.Errorf("stats of %s: no %s in the answer", q.name, name)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("stats of %s: %s %q: %w", q.name, name, v, err)
+		}
+		return n, nil
+	}
+	var s queues.Stats
+	if s.Visible, err = count(types.QueueAttributeNameApproximateNumberOfMessages); err != nil {
+		return s, err
+	}
+	if s.InFlight, err = count(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible); err != nil {
+		return s, err
+	}
+	if s.Delayed, err = count(types.QueueAttributeNameApproximateNumberOfMessagesDelayed); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
 func (q *queue) ChangeVisibility(ctx context.Context, receipt string, d time.Duration) error {
 	if d < 0 || d > queues.MaxVisibility {
 		return fmt.Errorf("change visibility in %s: %v is outside 0 to %v", q.name, d, queues.MaxVisibility)

@@ -7,7 +7,12 @@
 //     GetRun and GetOrder are one GetItem each, GetOrders one BatchGetItem per 100 orders, so its
 //     cost follows the number of orders asked for, not the size of the run. Two sparse global
 //     secondary indexes serve the sweeper: "due" (due_shard, due_at) holds only non-terminal
-//     orders, "active" (active_shard, created_at) only runs not yet reported.
+//     orders, "active" (active_shard, created_at) only runs not yet reported. A third, "runs"
+//     (runs_shard, created_at), holds every run item and no order, newest first for ListRuns:
+//     its filters are a FilterExpression on that index's Query, so listing reads the runs
+//     passed over, never the orders nor the whole table. It carries only the filtered
+//     attributes (RunsIndexAttributes), so an order's end, which changes its run's counters,
+//     writes nothing to it; ListRuns reads the page's runs whole with one BatchGetItem.
 //   - events, keyed by trace_id and sk "<order_name>:<epoch, 20 digits>:<type>", with an index
 //     "by_order" (order_name, epoch) and a TTL attribute expires_at.
 //
@@ -23,6 +28,7 @@ package dynamostore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -41,8 +47,14 @@ import (
 const (
 	IndexDue           = "due"
 	IndexActive        = "active"
+	IndexRuns          = "runs"
 	IndexEventsByOrder = "by_order"
 )
+
+// RunsIndexAttributes are the attributes the runs index carries beside its keys: those ListRuns
+// filters on. A run's counters change with every order that ends, and the index is not written
+// for those changes as long as it does not carry them.
+var RunsIndexAttributes = []string{attrStatus, attrGitRepo, attrPRNumber, attrUsername}
 
 // DynamoDB's own limits.
 const (
@@ -489,6 +501,127 @@ func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
 	}
 	return runs, nil
 }
+
+// ListRuns queries the runs index backwards, the filters as a FilterExpression. A page reads
+// one run more than it returns, to know whether another matches.
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) (store.RunPage, error) {
+	const op = "list runs"
+	e := newExpr()
+	in := &dynamodb.QueryInput{
+		TableName:        aws.String(s.tables.Orders),
+		IndexName:        aws.String(IndexRuns),
+		ScanIndexForward: aws.Bool(false),
+	}
+	cond := e.name(attrRunsShard) + " = " + e.value(str(runsShard))
+	if f.After != "" {
+		ms, id, err := store.ParseRunCursor(f.After)
+		if err != nil {
+			return store.RunPage{}, fmt.Errorf("%s: %w", op, err)
+		}
+		in.ExclusiveStartKey = map[string]types.AttributeValue{attrRunsShard: str(runsShard),
+			attrCreatedAt: num(ms), attrRunID: str(id), attrSK: str(runSK)}
+	}
+	var filters []string
+	if f.Status != "" {
+		filters = append(filters, e.name(attrStatus)+" = "+e.value(str(string(f.Status))))
+	}
+	if f.GitRepo != "" {
+		filters = append(filters, e.name(attrGitRepo)+" = "+e.value(str(f.GitRepo)))
+	}
+	if f.PRNumber != 0 {
+		filters = append(filters, e.name(attrPRNumber)+" = "+e.value(num(int64(f.PRNumber))))
+	}
+	if f.Username != "" {
+		filters = append(filters, e.name(attrUsername)+" = "+e.value(str(f.Username)))
+	}
+	if len(filters) > 0 {
+		in.FilterExpression = aws.String(strings.Join(filters, " AND "))
+	}
+	in.KeyConditionExpression = aws.String(cond)
+	in.ExpressionAttributeNames, in.ExpressionAttributeValues = e.names, e.values
+	size := f.PageSize()
+	// A Query's Limit counts the items read, before the filter: without filters it is the
+	// page size (one more), with them DynamoDB fills its own pages and the walk stops once
+	// enough runs matched.
+	limit := size + 1
+	if len(filters) > 0 {
+		limit = 0
+	}
+	var ids []string
+	var last domain.Run // the position of the page's last run, for its cursor
+	err := s.query(ctx, in, limit, func(it map[string]types.AttributeValue) error {
+		if len(ids) > size {
+			return errEnough
+		}
+		r := &reader{it: it}
+		id, created := r.s(attrRunID), r.n(attrCreatedAt)
+		if r.err != nil {
+			return r.err
+		}
+		if len(ids) < size {
+			last = domain.Run{RunID: id, CreatedAt: time.UnixMilli(created)}
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return store.RunPage{}, storeError(op, err)
+	}
+	var page store.RunPage
+	if len(ids) > size {
+		ids = ids[:size]
+		page.Next = store.RunCursor(last)
+	}
+	if page.Runs, err = s.getRuns(ctx, ids); err != nil {
+		return store.RunPage{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return page, nil
+}
+
+// getRuns reads runs whole, strongly consistent, in the order of ids; a run no longer there is
+// left out.
+func (s *Store) getRuns(ctx context.Context, ids []string) ([]domain.Run, error) {
+	byID := make(map[string]domain.Run, len(ids))
+	for chunk := range slices.Chunk(ids, maxBatchGet) {
+		keys := make([]map[string]types.AttributeValue, len(chunk))
+		for i, id := range chunk {
+			keys[i] = key(id, runSK)
+		}
+		pending := map[string]types.KeysAndAttributes{s.tables.Orders: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(pending[s.tables.Orders].Keys) > 0; attempt++ {
+			if attempt == maxAttempts {
+				return nil, fmt.Errorf("get runs: %d keys still unprocessed after %d attempts", len(pending[s.tables.Orders].Keys), attempt)
+			}
+			if attempt > 0 {
+				if err := pause(ctx, attempt); err != nil {
+					return nil, fmt.Errorf("get runs: %w", err)
+				}
+			}
+			out, err := s.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, storeError("get runs", err)
+			}
+			for _, it := range out.Responses[s.tables.Orders] {
+				r, err := decodeRun(it)
+				if err != nil {
+					return nil, fmt.Errorf("get runs: %w", err)
+				}
+				byID[r.RunID] = r
+			}
+			pending = out.UnprocessedKeys
+		}
+	}
+	runs := make([]domain.Run, 0, len(ids))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			runs = append(runs, r)
+		}
+	}
+	return runs, nil
+}
+
+// errEnough stops a query walk that has read all it needs.
+var errEnough = errors.New("enough items")
 
 // UpdateOrder applies one conditional move: an UpdateItem, or a TransactWriteItems when the
 // move carries events (put in the same transaction) or is terminal (with the run's counters).

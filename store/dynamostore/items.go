@@ -56,6 +56,7 @@ const (
 	attrPresignExpiry = "presign_expiry"
 	attrDoneEndpoint  = "done_endpt"
 	attrActiveShard   = "active_shard" // with created_at, the key of the active index; only until Reported
+	attrRunsShard     = "runs_shard"   // with created_at, the key of the runs index; on every run item
 
 	attrEpoch     = "epoch"
 	attrEventType = "event_type"
@@ -69,6 +70,7 @@ const (
 	runSK       = "run"
 	orderPrefix = "order#"
 	activeShard = "active"
+	runsShard   = "runs"
 	dueShardFmt = "due#%d"
 )
 
@@ -189,6 +191,7 @@ func runItem(r domain.Run) item {
 	if !r.Reported {
 		it.s(attrActiveShard, activeShard)
 	}
+	it.s(attrRunsShard, runsShard)
 	it.n(attrPresignExpiry, int64(r.PresignExpiry))
 	it.s(attrDoneEndpoint, r.DoneEndpoint)
 	return it

@@ -29,12 +29,15 @@ func CreateTables(ctx context.Context, client *dynamodb.Client, t Tables) error 
 				{AttributeName: aws.String(attrDueShard), AttributeType: types.ScalarAttributeTypeS},
 				{AttributeName: aws.String(attrDueAt), AttributeType: types.ScalarAttributeTypeN},
 				{AttributeName: aws.String(attrActiveShard), AttributeType: types.ScalarAttributeTypeS},
+				{AttributeName: aws.String(attrRunsShard), AttributeType: types.ScalarAttributeTypeS},
 				{AttributeName: aws.String(attrCreatedAt), AttributeType: types.ScalarAttributeTypeN},
 			},
 			KeySchema: keySchema(attrRunID, attrSK),
 			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 				{IndexName: aws.String(IndexDue), KeySchema: keySchema(attrDueShard, attrDueAt), Projection: &all},
 				{IndexName: aws.String(IndexActive), KeySchema: keySchema(attrActiveShard, attrCreatedAt), Projection: &all},
+				{IndexName: aws.String(IndexRuns), KeySchema: keySchema(attrRunsShard, attrCreatedAt), Projection: &types.Projection{
+					ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: RunsIndexAttributes}},
 			},
 		},
 		{

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS store_runs (
 	record     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS store_runs_active ON store_runs (created_at, run_id) WHERE reported = 0;
+CREATE INDEX IF NOT EXISTS store_runs_created ON store_runs (created_at, run_id);
 
 CREATE TABLE IF NOT EXISTS store_orders (
 	run_id    TEXT NOT NULL,
@@ -550,6 +551,63 @@ func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]domain.Run, error)
 		return nil, storeError("active runs", err)
 	}
 	return out, nil
+}
+
+// ListRuns walks the store_runs_created index backwards. Status is a column; the other filters
+// read the record's JSON, which costs a row read per run passed over (the embedded store holds
+// one machine's runs).
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) (store.RunPage, error) {
+	const op = "list runs"
+	q := `SELECT open, failed, timed_out, record FROM store_runs WHERE 1 = 1`
+	var args []any
+	if f.After != "" {
+		ms, id, err := store.ParseRunCursor(f.After)
+		if err != nil {
+			return store.RunPage{}, fmt.Errorf("%s: %w", op, err)
+		}
+		q += ` AND (created_at, run_id) < (?, ?)`
+		args = append(args, ms, id)
+	}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if f.GitRepo != "" {
+		q += ` AND json_extract(record, '$.git_repo') = ?`
+		args = append(args, f.GitRepo)
+	}
+	if f.PRNumber != 0 {
+		q += ` AND json_extract(record, '$.pr_number') = ?`
+		args = append(args, f.PRNumber)
+	}
+	if f.Username != "" {
+		q += ` AND json_extract(record, '$.username') = ?`
+		args = append(args, f.Username)
+	}
+	size := f.PageSize()
+	q += ` ORDER BY created_at DESC, run_id DESC LIMIT ?`
+	args = append(args, size+1) // one more tells whether there is a next page
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return store.RunPage{}, storeError(op, err)
+	}
+	defer rows.Close()
+	var page store.RunPage
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return store.RunPage{}, storeError(op, err)
+		}
+		page.Runs = append(page.Runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return store.RunPage{}, storeError(op, err)
+	}
+	if len(page.Runs) > size {
+		page.Runs = page.Runs[:size]
+		page.Next = store.RunCursor(page.Runs[size-1])
+	}
+	return page, nil
 }
 
 // AppendEvents writes events in one transaction, replacing those with the same key.

@@ -17,7 +17,7 @@
 // one backend across them. Two subtests look at the whole store: DueOrders gives its orders due
 // times in a random hour decades before the suite runs (no other subtest writes such times, and
 // it moves its orders out of the way when it ends), and ActiveRuns looks for its own runs among
-// all the active ones.
+// all the active ones. ListRuns lists only runs of a username of its own.
 package storetest
 
 import (
@@ -70,6 +70,7 @@ func Run(t *testing.T, h Harness) {
 		{"RaceOrder", testRaceOrder},
 		{"DueOrders", testDueOrders},
 		{"ActiveRuns", testActiveRuns},
+		{"ListRuns", testListRuns},
 		{"UpdateRun", testUpdateRun},
 		{"RaceRun", testRaceRun},
 		{"Events", testEvents},
@@ -1110,5 +1111,91 @@ func testRunMoveWithEvents(t *testing.T, s store.Store) {
 	}
 	if r := getRun(t, s, run.RunID); r.Status != domain.RunFailed {
 		t.Errorf("run after the move: got %s, want failed", r.Status)
+	}
+}
+
+// listAll pages through ListRuns with f and returns the run ids in the order listed.
+func listAll(t *testing.T, s store.Store, f store.RunFilter) []string {
+	t.Helper()
+	var ids []string
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatalf("ListRuns %+v: more than 100 pages", f)
+		}
+		page, err := s.ListRuns(t.Context(), f)
+		if err != nil {
+			t.Fatalf("ListRuns %+v: %v", f, err)
+		}
+		if len(page.Runs) > f.PageSize() {
+			t.Fatalf("ListRuns %+v: %d runs in a page of %d", f, len(page.Runs), f.PageSize())
+		}
+		if page.Next != "" && len(page.Runs) == 0 {
+			t.Fatalf("ListRuns %+v: an empty page with a next cursor", f)
+		}
+		for _, r := range page.Runs {
+			ids = append(ids, r.RunID)
+		}
+		if page.Next == "" {
+			return ids
+		}
+		f.After = page.Next
+	}
+}
+
+func testListRuns(t *testing.T, s store.Store) {
+	user := "lister-" + domain.NewTraceID()
+	base := time.Now().Add(-time.Hour).Truncate(Precision)
+	var runs []domain.Run
+	for i := range 5 {
+		run, orders := newRun(1)
+		run.Username = user
+		run.CreatedAt = base.Add(time.Duration(i) * time.Second) // run i is the i-th oldest
+		run.GitRepo = "acme/infra"
+		if i%2 == 1 {
+			run.GitRepo, run.PRNumber = "acme/other", 7
+		}
+		create(t, s, run, orders)
+		runs = append(runs, run)
+	}
+	updateRun(t, s, store.RunChange{RunID: runs[3].RunID, From: []domain.RunStatus{domain.RunAccepted}, To: domain.RunRunning})
+	ids := func(idx ...int) []string {
+		var out []string
+		for _, i := range idx {
+			out = append(out, runs[i].RunID)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		f    store.RunFilter
+		want []string
+	}{
+		{"all, one page", store.RunFilter{Username: user}, ids(4, 3, 2, 1, 0)},
+		{"pages of two", store.RunFilter{Username: user, Limit: 2}, ids(4, 3, 2, 1, 0)},
+		{"pages of five", store.RunFilter{Username: user, Limit: 5}, ids(4, 3, 2, 1, 0)},
+		{"status", store.RunFilter{Username: user, Status: domain.RunRunning}, ids(3)},
+		{"repository", store.RunFilter{Username: user, GitRepo: "acme/infra", Limit: 1}, ids(4, 2, 0)},
+		{"pull request", store.RunFilter{Username: user, PRNumber: 7}, ids(3, 1)},
+		{"repository and status", store.RunFilter{Username: user, GitRepo: "acme/other", Status: domain.RunAccepted}, ids(1)},
+		{"nothing matches", store.RunFilter{Username: user, PRNumber: 8}, nil},
+	} {
+		if got := listAll(t, s, tt.f); !slices.Equal(got, tt.want) {
+			t.Errorf("ListRuns %s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+
+	page, err := s.ListRuns(t.Context(), store.RunFilter{Username: user, Limit: 2})
+	if err != nil {
+		t.Fatalf("ListRuns: %v", err)
+	}
+	if len(page.Runs) != 2 || page.Next == "" {
+		t.Fatalf("ListRuns limit 2: got %d runs, next %q; want 2 and a next cursor", len(page.Runs), page.Next)
+	}
+	want := runs[3]
+	want.Status = domain.RunRunning
+	sameRun(t, "ListRuns", page.Runs[1], want)
+
+	if _, err := s.ListRuns(t.Context(), store.RunFilter{After: "not a cursor"}); err == nil {
+		t.Errorf("ListRuns with a malformed cursor: no error")
 	}
 }
