@@ -82,6 +82,8 @@ type System struct {
 	Server       *producers.Server
 	Orchestrator *consumers.Orchestrator
 	Sweeper      *consumers.Sweeper
+	// BuildEvents ends the orders of CodeBuild builds that died without their result.
+	BuildEvents *consumers.BuildEvents
 	// DeadLetters keeps every dead letter, with the last error that killed it; Control is what
 	// operators do to them and to runs.
 	DeadLetters *deadletters.Book
@@ -158,6 +160,7 @@ func New(p Ports, o Options) (*System, error) {
 	s.LiveLogs = &livelog.Logs{}
 	s.Control = &producers.Control{Engine: s.Engine, Accepter: s.Accepter, DeadLetters: s.DeadLetters, Live: s.LiveLogs}
 	s.Server.Control = s.Control
+	s.BuildEvents = &consumers.BuildEvents{Engine: s.Engine}
 	s.Sweeper = &consumers.Sweeper{Engine: s.Engine, Orchestrator: s.Orchestrator, Interval: o.SweepInterval, Observer: s.Metrics}
 
 	// One set of working directories for every worker; those orders leave empty are kept for

@@ -93,7 +93,7 @@ func New(name string, sys *assembly.System, prefix string) (lambda.Handler, erro
 	case Webhook:
 		return lambda.NewHandler(HTTP(sys.Server.Handler())), nil
 	case Sweeper:
-		return lambda.NewHandler(Sweep(sys.Sweeper)), nil
+		return lambda.NewHandler(Events(sys.Sweeper, sys.BuildEvents)), nil
 	}
 	routes := map[string]consumers.Handler{}
 	for _, r := range sys.RoutesOf(name) {
@@ -114,7 +114,20 @@ func New(name string, sys *assembly.System, prefix string) (lambda.Handler, erro
 // Sweep returns the sweeper function: one pass per scheduled event. EventBridge Scheduler sends
 // the target's input as the event; its content does not matter.
 func Sweep(s *consumers.Sweeper) func(context.Context, events.EventBridgeEvent) error {
-	return func(ctx context.Context, _ events.EventBridgeEvent) error {
+	return Events(s, nil)
+}
+
+// Events returns the sweeper function, which EventBridge invokes two ways: on its schedule, for
+// one sweep, and with CodeBuild's build state changes (an EventBridge rule, infra/), which end
+// the order of a build that died without its result (consumers.BuildEvents).
+func Events(s *consumers.Sweeper, builds *consumers.BuildEvents) func(context.Context, events.EventBridgeEvent) error {
+	return func(ctx context.Context, ev events.EventBridgeEvent) error {
+		if ev.Source == "aws.codebuild" && ev.DetailType == "CodeBuild Build State Change" && builds != nil {
+			if _, err := builds.HandleCodeBuild(ctx, ev.Detail); err != nil {
+				return fmt.Errorf("build state change: %w", err)
+			}
+			return nil
+		}
 		if err := s.Sweep(ctx); err != nil {
 			return fmt.Errorf("sweep: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -690,4 +691,80 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatalf("encode: %v", err)
 	}
 	return b
+}
+
+// A CodeBuild build that dies without its result (here: FAILED in its provisioning) ends its
+// order at once, with the reason the build state change gives, in one handling of the real
+// event's shape; a duplicate or late event, or one of a build that succeeded, changes nothing.
+func TestADeadBuildEndsItsOrderAtOnce(t *testing.T) {
+	t.Parallel()
+	d := setup(t)
+	runID := d.submit(t, `{"username": "builds", "orders": [{"order_name": "apply", "execution_target": "codebuild",
+		"timeout": 600, "cmds": ["terraform apply"]}]}`)
+	if n, _ := d.poll(t, d.function(t, lambdafn.Intake), queues.Intake); n != 1 {
+		t.Fatalf("intake: got %d handed, want 1", n)
+	}
+	if n, failed := d.poll(t, d.function(t, lambdafn.Launcher), queues.Orders("codebuild")); n != 1 || len(failed) != 0 {
+		t.Fatalf("launcher: got %d handed, %v failed", n, failed)
+	}
+	if len(d.builds.launches) != 1 {
+		t.Fatalf("builds started: %d, want 1", len(d.builds.launches))
+	}
+	launch := d.builds.launches[0]
+	raw, err := os.ReadFile(filepath.Join(fixtures, "codebuild-state-change.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stored event, as CodeBuild would send it for this build: its status, the variables the
+	// launcher gave the build, and the phase that failed.
+	event := func(status string) []byte {
+		var ev map[string]any
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		detail := ev["detail"].(map[string]any)
+		detail["build-status"] = status
+		info := detail["additional-information"].(map[string]any)
+		info["environment"].(map[string]any)["environment-variables"] = []map[string]string{
+			{"name": consumers.EnvRunID, "type": "PLAINTEXT", "value": launch.RunID},
+			{"name": consumers.EnvOrderNum, "type": "PLAINTEXT", "value": strconv.Itoa(launch.OrderNum)},
+			{"name": consumers.EnvAttempt, "type": "PLAINTEXT", "value": strconv.Itoa(launch.Attempt)},
+		}
+		for _, p := range info["phases"].([]any) {
+			if p := p.(map[string]any); p["phase-type"] == "PROVISIONING" && status != "SUCCEEDED" {
+				p["phase-status"] = "FAILED"
+				p["phase-context"] = []string{"CLIENT_ERROR: Out of memory"}
+			}
+		}
+		return mustJSON(t, ev)
+	}
+	sweeper := d.function(t, lambdafn.Sweeper)
+	if _, err := sweeper.Invoke(t.Context(), event("SUCCEEDED")); err != nil {
+		t.Fatalf("a succeeded build's event: %v", err)
+	}
+	if o, _ := d.store.GetOrder(t.Context(), runID, 1); o.Status != domain.OrderRunning {
+		t.Fatalf("after a succeeded build's event: %s, want running (its result says how it ended)", o.Status)
+	}
+	if _, err := sweeper.Invoke(t.Context(), event("FAILED")); err != nil {
+		t.Fatalf("a failed build's event: %v", err)
+	}
+	o, err := d.store.GetOrder(t.Context(), runID, 1)
+	if err != nil || o.Status != domain.OrderFailed || !strings.Contains(o.Reason, "ended FAILED in its PROVISIONING phase") ||
+		!strings.Contains(o.Reason, "Out of memory") {
+		t.Fatalf("after a failed build's event: %+v %v", o, err)
+	}
+	if run, _ := d.store.GetRun(t.Context(), runID); run.Status != domain.RunFailed {
+		t.Fatalf("run after its only order's build died: %s", run.Status)
+	}
+	events, _ := d.store.ListEvents(t.Context(), launch.TraceID)
+	for _, late := range []string{"FAILED", "TIMED_OUT"} {
+		if _, err := sweeper.Invoke(t.Context(), event(late)); err != nil {
+			t.Fatalf("a late %s event: %v", late, err)
+		}
+	}
+	again, _ := d.store.GetOrder(t.Context(), runID, 1)
+	after, _ := d.store.ListEvents(t.Context(), launch.TraceID)
+	if again.Status != o.Status || again.Reason != o.Reason || len(after) != len(events) {
+		t.Fatalf("a duplicate or late event changed the order: %+v, %d events, was %d", again, len(after), len(events))
+	}
 }
