@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -13,8 +15,10 @@ import (
 	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/awsbackend"
 	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/lambdafn"
 	"github.com/iac-ci/iac-ci/secrets"
+	"github.com/iac-ci/iac-ci/vcs"
 	"github.com/iac-ci/iac-ci/vcs/github"
 )
 
@@ -53,13 +57,18 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		level = "info"
 	}
 	log := newLogger(stderr, "json", level).With("function", name)
-	sys, prefix, err := lambdaSystem(ctx, name, getenv, log)
+	sys, prefix, reporter, err := lambdaSystem(ctx, name, getenv, log)
 	if err != nil {
 		return fmt.Errorf("%s function: %w", name, err)
 	}
 	h, err := lambdafn.New(name, sys, prefix)
 	if err != nil {
 		return err
+	}
+	if reporter != nil {
+		// What an invocation changed is shown on the pull request before it returns; the
+		// coalescing interval holds across a warm container's invocations.
+		h = lambdafn.After(h, reporter.PublishDue)
 	}
 	h = lambdafn.WithMetrics(h, sys.Metrics, stdout, name == lambdafn.Sweeper, log)
 	log.Info("iac-ci function ready", "version", Version)
@@ -68,57 +77,77 @@ func lambdaCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 }
 
 // lambdaSystem assembles iac-ci for one function on the AWS resources the variables name, and
-// returns the queues' name prefix. It makes no AWS call but for the webhook function's secrets;
-// the function's queues are looked up by lambdafn.New.
-func lambdaSystem(ctx context.Context, name string, getenv Env, log *slog.Logger) (*assembly.System, string, error) {
+// returns the queues' name prefix and, when a GitHub token is configured, the pull-request
+// reporter (every function but the webhook moves runs, and so keeps their comments). It makes no
+// AWS call but to read its secrets; the function's queues are looked up by lambdafn.New.
+func lambdaSystem(ctx context.Context, name string, getenv Env, log *slog.Logger) (*assembly.System, string, *vcs.Reporter, error) {
+	fail := func(err error) (*assembly.System, string, *vcs.Reporter, error) { return nil, "", nil, err }
 	cfg, err := awsbackend.FromEnv(getenv)
 	if err != nil {
-		return nil, "", err
+		return fail(err)
 	}
 	awsCfg, err := awsbackend.LoadAWS(ctx)
 	if err != nil {
-		return nil, "", err
+		return fail(err)
 	}
 	b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
 	if err != nil {
-		return nil, "", err
+		return fail(err)
 	}
 	o := assembly.Options{Log: log, GitBaseURL: getenv(lambdafn.EnvGitBaseURL), ScratchDir: lambdaScratch, Workers: 1}
-	if base := strings.TrimSuffix(getenv(lambdafn.EnvPublicURL), "/"); base != "" {
+	base := strings.TrimSuffix(getenv(lambdafn.EnvPublicURL), "/")
+	if base != "" {
 		o.PublicURL = func() string { return base }
 	}
+	// The API token guards the reads and signs the links comments carry.
+	apiToken, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvAPITokenLocation)
+	if err != nil {
+		return fail(err)
+	}
+	o.APIToken, o.GuardedUpstream = []byte(apiToken), getenv(lambdafn.EnvStatusAuthorization) == "AWS_IAM"
+	token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
+	if err != nil {
+		return fail(err)
+	}
+	var client *github.Client
+	if token != "" {
+		// A bounded wait: a publish holds up the finalization of its run.
+		if client, err = github.New(getenv(lambdafn.EnvGitHubAPIURL), token, &http.Client{Timeout: githubTimeout}); err != nil {
+			return fail(usagef("%s: %v", lambdafn.EnvGitHubAPIURL, err))
+		}
+	}
+	var reporter *vcs.Reporter
 	if name == lambdafn.Webhook {
 		secret, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvWebhookSecretLocation)
 		if err != nil {
-			return nil, "", err
+			return fail(err)
 		}
 		if secret == "" {
-			return nil, "", usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
-				"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation)
+			return fail(usagef("%s is not set: store the webhook secret as a SecureString parameter and set it to "+
+				"aws:::ssm:<path> (or aws:::secretd:<name>)", lambdafn.EnvWebhookSecretLocation))
 		}
 		o.WebhookSecret = []byte(secret)
-		apiToken, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvAPITokenLocation)
-		if err != nil {
-			return nil, "", err
-		}
-		o.APIToken, o.GuardedUpstream = []byte(apiToken), getenv(lambdafn.EnvStatusAuthorization) == "AWS_IAM"
-		token, err := lambdaSecret(ctx, b.Secrets, getenv, lambdafn.EnvGitHubTokenLocation)
-		if err != nil {
-			return nil, "", err
-		}
-		if token != "" {
-			client, err := github.New(getenv(lambdafn.EnvGitHubAPIURL), token, nil)
-			if err != nil {
-				return nil, "", usagef("%s: %v", lambdafn.EnvGitHubAPIURL, err)
-			}
+		if client != nil {
 			o.GitHub = jobsFromEvents(client)
 		}
+	} else if client != nil {
+		reporter = vcs.NewReporter(client, vcs.ReporterOptions{Log: log})
+		o.Watchers, o.Finishers = []engine.Watcher{reporter}, []engine.Finisher{reporter}
 	}
 	sys, err := assembly.New(b.Ports(), o)
 	if err != nil {
-		return nil, "", err
+		return fail(err)
 	}
-	return sys, cfg.QueuePrefix, nil
+	if reporter != nil {
+		var statusURL func(string) string
+		if base != "" {
+			statusURL = func(runID string) string {
+				return base + "/runs/" + url.PathEscape(runID) + sys.Server.RunLinkQuery(runID)
+			}
+		}
+		go reporter.Run(ctx, sys.Engine.Store, statusURL)
+	}
+	return sys, cfg.QueuePrefix, reporter, nil
 }
 
 // lambdaSecret reads the secret whose location the variable holds ("" when unset). Errors name

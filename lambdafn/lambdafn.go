@@ -134,3 +134,21 @@ func Events(s *consumers.Sweeper, builds *consumers.BuildEvents) func(context.Co
 		return nil
 	}
 }
+
+// After returns h, calling after once each invocation has been handled, before its answer is
+// sent: while the function is still running, since Lambda freezes it between invocations (the
+// pull-request reporter publishes what the invocation changed then).
+func After(h lambda.Handler, after func(ctx context.Context)) lambda.Handler {
+	return afterHandler{h, after}
+}
+
+type afterHandler struct {
+	lambda.Handler
+	after func(ctx context.Context)
+}
+
+func (a afterHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	out, err := a.Handler.Invoke(ctx, payload)
+	a.after(ctx)
+	return out, err
+}

@@ -33,6 +33,9 @@ import (
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
 	"github.com/iac-ci/iac-ci/secrets/localsecrets"
 	"github.com/iac-ci/iac-ci/store/sqlitestore"
+	"github.com/iac-ci/iac-ci/vcs"
+	"github.com/iac-ci/iac-ci/vcs/github"
+	"github.com/iac-ci/iac-ci/vcs/github/githubtest"
 )
 
 const (
@@ -96,7 +99,10 @@ type deployment struct {
 	retried map[string][]string
 }
 
-func setup(t *testing.T) *deployment {
+func setup(t *testing.T) *deployment { t.Helper(); return setupWith(t, nil) }
+
+// setupWith is setup with the assembly's options changed by with (which may be nil).
+func setupWith(t *testing.T, with func(*assembly.Options)) *deployment {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -133,11 +139,14 @@ func setup(t *testing.T) *deployment {
 	d := &deployment{broker: broker, store: st, done: done, builds: &starter{}, retried: map[string][]string{}}
 	// Wired as `iac-ci lambda` wires the functions, on the embedded adapters: lambda orders run
 	// in the worker function, codebuild orders are launched.
+	opts := assembly.Options{Log: log, WebhookSecret: []byte(secret), APIToken: []byte(apiToken), ScratchDir: dir, Workers: 1,
+		BaseEnv: []string{"PATH=" + os.Getenv("PATH")}}
+	if with != nil {
+		with(&opts)
+	}
 	sys, err := assembly.New(assembly.Ports{Store: st, Queues: broker, Internal: internal, Done: done, Keys: keys,
 		Secrets: &localsecrets.Source{}, Starters: map[domain.Target]consumers.Starter{domain.TargetCodeBuild: d.builds},
-		RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }},
-		assembly.Options{Log: log, WebhookSecret: []byte(secret), APIToken: []byte(apiToken), ScratchDir: dir, Workers: 1,
-			BaseEnv: []string{"PATH=" + os.Getenv("PATH")}})
+		RunKeyParameter: func(runID string) (string, error) { return "/iac-ci/run-keys/" + runID, nil }}, opts)
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
@@ -766,5 +775,67 @@ func TestADeadBuildEndsItsOrderAtOnce(t *testing.T) {
 	after, _ := d.store.ListEvents(t.Context(), launch.TraceID)
 	if again.Status != o.Status || again.Reason != o.Reason || len(after) != len(events) {
 		t.Fatalf("a duplicate or late event changed the order: %+v, %d events, was %d", again, len(after), len(events))
+	}
+}
+
+// Runs on AWS keep their pull request's comment and commit status as serve does: every function
+// that moves a run publishes what its invocation changed before it returns (coalesced), and the
+// run's finalization, wherever it happens, publishes the final comment and status.
+func TestPullRequestCommentsThroughTheFunctions(t *testing.T) {
+	t.Parallel()
+	fake := githubtest.NewServer(t)
+	client, err := github.New(fake.URL(), githubtest.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reporter := vcs.NewReporter(client, vcs.ReporterOptions{Interval: time.Millisecond})
+	d := setupWith(t, func(o *assembly.Options) {
+		o.Watchers, o.Finishers = []engine.Watcher{reporter}, []engine.Finisher{reporter}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	go reporter.Run(ctx, d.store, func(runID string) string { return "https://ci.example.com/runs/" + runID })
+	const repo, pr, sha = "acme/infra", 7, "0123456789abcdef0123456789abcdef01234567"
+	runID := d.submit(t, `{"username": "ada", "git_repo": "acme/infra", "pr_number": 7,
+		"commit_hash": "0123456789abcdef0123456789abcdef01234567", "orders": [
+		{"order_name": "plan", "execution_target": "lambda", "timeout": 60, "cmds": ["echo planned"]},
+		{"order_name": "apply", "execution_target": "lambda", "timeout": 60, "dependencies": ["plan"], "cmds": ["echo applied"]}]}`)
+	fn := func(name string) lambda.Handler { return lambdafn.After(d.function(t, name), reporter.PublishDue) }
+	if n, _ := d.poll(t, fn(lambdafn.Intake), queues.Intake); n != 1 {
+		t.Fatalf("intake: %d handed", n)
+	}
+	// Publishes come once the invocation's changes are due: the comment exists, the run pending.
+	comments := fake.Comments(repo, pr)
+	statuses := fake.Statuses(repo, sha)
+	if len(comments) != 1 || len(statuses) == 0 || statuses[len(statuses)-1].State != "pending" {
+		t.Fatalf("after intake: %d comments, statuses %+v; want one comment and a pending status", len(comments), statuses)
+	}
+	first := comments[0].Body
+	for range 2 {
+		time.Sleep(5 * time.Millisecond) // past the coalescing interval
+		if n, _ := d.poll(t, fn(lambdafn.Worker), queues.Orders("lambda")); n != 1 {
+			t.Fatalf("worker: %d handed", n)
+		}
+		if n, _ := d.poll(t, fn(lambdafn.Orchestrator), queues.Results); n != 1 {
+			t.Fatalf("orchestrator: %d handed", n)
+		}
+	}
+	if run, err := d.store.GetRun(t.Context(), runID); err != nil || !run.Reported || run.Status != domain.RunSucceeded {
+		t.Fatalf("run: %+v %v, want succeeded and reported", run, err)
+	}
+	comments = fake.Comments(repo, pr)
+	if len(comments) != 1 || comments[0].Body == first || !strings.Contains(comments[0].Body, "succeeded") ||
+		!strings.Contains(comments[0].Body, "https://ci.example.com/runs/"+runID) {
+		t.Fatalf("the run's comment: %d comments, last %q", len(comments), comments[len(comments)-1].Body)
+	}
+	edits := 0
+	for _, c := range fake.Calls() {
+		if c.Method == http.MethodPatch && strings.Contains(c.Path, "/issues/comments/") {
+			edits++
+		}
+	}
+	statuses = fake.Statuses(repo, sha)
+	if edits < 2 || statuses[len(statuses)-1].State != "success" {
+		t.Fatalf("%d edits of the comment (want progress edits and the final one), last status %+v", edits, statuses[len(statuses)-1])
 	}
 }

@@ -97,6 +97,11 @@ func (c *Coalescer) Flush(ctx context.Context, runID string) error {
 	return c.publishRun(ctx, runID)
 }
 
+// PublishDue publishes now every changed run whose interval has passed, and waits for it: for a
+// host that is frozen between its invocations (a Lambda function), where Run's timer would fire
+// only in a later one.
+func (c *Coalescer) PublishDue(ctx context.Context) { c.publishDue(ctx) }
+
 // publishDue publishes every changed run whose interval has passed, and returns how long until
 // the next changed run's interval passes, or -1 when no run is waiting.
 func (c *Coalescer) publishDue(ctx context.Context) time.Duration {

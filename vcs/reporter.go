@@ -100,6 +100,16 @@ func (r *Reporter) Run(ctx context.Context, runs RunReader, statusURL func(runID
 	r.coalescer.Run(ctx)
 }
 
+// PublishDue publishes the changed runs whose interval has passed, now, once Run has given it the
+// runs to read; a Lambda host calls it before each invocation returns (see Coalescer.PublishDue).
+func (r *Reporter) PublishDue(ctx context.Context) {
+	select {
+	case <-r.bound:
+		r.coalescer.PublishDue(ctx)
+	default:
+	}
+}
+
 // RunChanged notes that a run changed; it never blocks.
 func (r *Reporter) RunChanged(runID string) { r.coalescer.RunChanged(runID) }
 
