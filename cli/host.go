@@ -43,6 +43,8 @@ type Options struct {
 	Watchers  []engine.Watcher
 	Finishers []engine.Finisher
 	Runners   []func(ctx context.Context, s *assembly.System)
+	// Retention is how long a data folder keeps a run after it ended (0 keeps every run).
+	Retention time.Duration
 	// routes are the host's own HTTP routes (serve --debug-aws-calls).
 	routes map[string]http.Handler
 }
@@ -108,6 +110,9 @@ func openEmbedded(ctx context.Context, o Options) (*host, error) {
 		return nil, err
 	}
 	h.closers = append([]func() error{b.Close}, h.closers...)
+	if o.Retention > 0 {
+		o.Runners = append(o.Runners, func(ctx context.Context, s *assembly.System) { prune(ctx, b, o.Retention, o.Log) })
+	}
 	// The workers run beside the orchestrator: each hands its results to it in this process,
 	// rather than storing result.json for the results queue to carry back here.
 	if err := h.assemble(b.Ports, o, b.ScratchDir, true); err != nil {
@@ -130,4 +135,26 @@ func (h *host) Close() error {
 	}
 	h.closers = nil
 	return first
+}
+
+// pruneEvery is how often a server removes the runs past the data folder's retention.
+const pruneEvery = time.Hour
+
+// prune removes the runs that ended more than retention ago, at start and then every
+// pruneEvery, until ctx ends.
+func prune(ctx context.Context, b *embedded.Backend, retention time.Duration, log *slog.Logger) {
+	for {
+		n, err := b.Prune(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "prune ended runs", "err", err)
+		case n > 0:
+			log.InfoContext(ctx, "pruned ended runs", "runs", n, "older_than", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pruneEvery):
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/iac-ci/iac-ci/embedded"
 )
 
 // serveCommand is `iac-ci serve`: the producers, the status endpoints and every consumer in one
@@ -24,6 +26,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	logLevel := logLevelFlag(fs, "info")
 	backend := choiceFlag(fs, "backend", "embedded", "where state and queues live: SQLite and a folder, or AWS", "embedded", "aws")
 	visibility := fs.Duration("visibility", 15*time.Second, "embedded: how long a received message stays hidden; consumers extend it while they work, so it bounds how soon a dead consumer's work is retried")
+	retention := fs.Duration("retention", embedded.DefaultRetention, "embedded: how long the data folder keeps a run after it ended, its history, logs and objects included (0 keeps every run)")
 	publicURL := fs.String("public-url", "", "where people and GitHub reach this server, for links in comments and done_endpt (default: the listening address)")
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
@@ -58,6 +61,10 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	opts := Options{
 		DataDir: *dataDir, Addr: *addr, Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv, Log: log,
 		WebhookSecret: []byte(*secret), Insecure: *insecure, APIToken: []byte(*apiToken), Visibility: *visibility, PublicURL: *publicURL,
+		Retention: *retention,
+	}
+	if *retention < 0 {
+		return usagef("--retention %s: want a duration of 0 (keep every run) or more", *retention)
 	}
 	if err := gh.apply(&opts, log); err != nil {
 		return err

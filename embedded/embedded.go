@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/assembly"
+	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/blobs/folderblobs"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/queues"
@@ -61,6 +62,9 @@ type Backend struct {
 	Ports assembly.Ports
 	// ScratchDir is the data folder's scratch space, for assembly.Options.ScratchDir.
 	ScratchDir string
+
+	store          *sqlitestore.Store
+	internal, done *folderblobs.Bucket
 
 	closers []func() error
 }
@@ -171,6 +175,7 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 	if err != nil {
 		return fail(err)
 	}
+	b.store, b.internal, b.done = st, internal, done
 	b.Ports = assembly.Ports{
 		Store: st, Queues: broker, Internal: internal, Done: done, Keys: keys, Secrets: src,
 		Embedded: true, Getenv: o.Getenv, Visibility: o.Visibility,
@@ -181,6 +186,47 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		Health: health,
 	}
 	return b, nil
+}
+
+// DefaultRetention is how long a data folder keeps a run after it ended.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// pruneBatch bounds the runs one Prune pass removes.
+const pruneBatch = 500
+
+// Prune removes the runs that ended before before, with their orders, history, request,
+// bundles, results, logs and done object, and returns how many it removed. A data folder would
+// otherwise grow by every run it ever ran (about 11 KB a one-order run).
+func (b *Backend) Prune(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		runs, err := b.store.Prune(ctx, before, pruneBatch)
+		if err != nil {
+			return total, err
+		}
+		for _, r := range runs {
+			keys := []string{blobs.RequestKey(r.RunID)}
+			for _, prefix := range []string{"exec/" + r.RunID + "/", "callbacks/" + r.RunID + "/", "logs/" + r.RunID + "/"} {
+				more, err := b.internal.List(ctx, prefix)
+				if err != nil {
+					return total, err
+				}
+				keys = append(keys, more...)
+			}
+			for _, k := range keys {
+				if err := b.internal.Delete(ctx, k); err != nil && !errors.Is(err, blobs.ErrNotFound) {
+					return total, err
+				}
+			}
+			if err := b.done.Delete(ctx, blobs.DoneKey(r.RunID)); err != nil && !errors.Is(err, blobs.ErrNotFound) {
+				return total, err
+			}
+		}
+		total += len(runs)
+		if len(runs) < pruneBatch {
+			return total, nil
+		}
+	}
 }
 
 // Close releases the data folder. Call it once nothing uses the ports.
