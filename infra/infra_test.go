@@ -523,12 +523,13 @@ func TestCodeBuildRunsWhatTheLauncherStarts(t *testing.T) {
 func TestBootstrapAndRepository(t *testing.T) {
 	t.Parallel()
 	b := load(t, "00-bootstrap")
-	lock := b.resource(t, "aws_dynamodb_table", "lock")
-	// Terraform's S3 backend locks with an item keyed LockID.
-	if lock.attrs["hash_key"] != `"LockID"` {
-		t.Fatalf("lock table hash_key: got %s, want \"LockID\"", lock.attrs["hash_key"])
+	// The S3 backend locks with a lock file (use_lockfile): no lock table.
+	for _, r := range b.root.all("resource") {
+		if r.labels[0] == "aws_dynamodb_table" {
+			t.Fatalf("00-bootstrap: creates a lock table, but the backend locks with use_lockfile")
+		}
 	}
-	for _, out := range []string{"state_bucket", "lock_table", "region"} {
+	for _, out := range []string{"state_bucket", "region"} {
 		if !slices.ContainsFunc(b.root.all("output"), func(o *block) bool { return o.labels[0] == out }) {
 			t.Fatalf("00-bootstrap: no output %s (scripts/generate_backend.sh reads it)", out)
 		}

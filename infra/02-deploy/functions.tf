@@ -65,6 +65,8 @@ resource "aws_lambda_function" "fn" {
   architectures = [var.lambda_architecture]
   timeout       = each.value.timeout
   memory_size   = each.value.memory
+  # -1: no reservation, the account's unreserved pool.
+  reserved_concurrent_executions = lookup(var.reserved_concurrency, each.key, -1)
 
   image_config {
     command = ["lambda"]
@@ -77,6 +79,13 @@ resource "aws_lambda_function" "fn" {
   }
 
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+
+  lifecycle {
+    precondition {
+      condition     = each.key != "worker" || lookup(var.reserved_concurrency, "worker", -1) < 0 || lookup(var.reserved_concurrency, "worker", -1) >= var.worker_max_concurrency
+      error_message = "reserved_concurrency.worker is below worker_max_concurrency: the queue would hand the worker more orders than it may run, and they would be throttled."
+    }
+  }
 }
 
 resource "aws_lambda_event_source_mapping" "queue" {

@@ -11,6 +11,8 @@ locals {
   table_reads   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
   table_writes  = concat(local.table_reads, ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"])
   parameter_arn = "arn:${local.partition}:ssm:${var.region}:${local.account_id}:parameter"
+  ssm_tag_key   = split("=", var.ssm_instance_tag)[0]
+  ssm_tag_value = join("=", slice(split("=", var.ssm_instance_tag), 1, length(split("=", var.ssm_instance_tag))))
 
   webhook_secret_arns = compact([
     "${local.parameter_arn}${var.webhook_secret_parameter}",
@@ -60,10 +62,14 @@ locals {
       { sid = "Bundles", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
       { sid = "Results", actions = ["s3:PutObject"], resources = ["${local.internal_arn}/callbacks/*", "${local.internal_arn}/logs/*"] },
       { sid = "StartBuilds", actions = ["codebuild:StartBuild"], resources = [aws_codebuild_project.worker.arn] },
-      { sid = "SendCommands", actions = ["ssm:SendCommand"], resources = [
-        aws_ssm_document.run_commands.arn,
+      # A command needs the document and each target: only instances carrying the operator's
+      # tag may be targets (ssm_instance_tag), whatever an order's instance ids or tags say.
+      { sid = "SendCommandDocument", actions = ["ssm:SendCommand"], resources = [aws_ssm_document.run_commands.arn] },
+      { sid = "SendCommandToTaggedInstances", actions = ["ssm:SendCommand"], resources = [
         "arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*",
         "arn:${local.partition}:ssm:${var.region}:${local.account_id}:managed-instance/*",
+        ], conditions = [
+        { test = "StringEquals", variable = "ssm:resourceTag/${local.ssm_tag_key}", values = [local.ssm_tag_value] },
       ] },
     ])
     orchestrator = concat(local.moves_runs, [
@@ -119,6 +125,14 @@ data "aws_iam_policy_document" "function" {
       sid       = statement.value.sid
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = try(statement.value.conditions, [])
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }
