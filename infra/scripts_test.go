@@ -139,3 +139,23 @@ func TestSmokeTestRefusesToRunWithoutItsInputs(t *testing.T) {
 		}
 	}
 }
+
+// docs/deploy.md tells teams to configure 02-deploy through generate_tfvars.sh: every variable
+// is one of its environment variables, or named in its help as set by hand.
+func TestGenerateTfvarsCoversEveryVariable(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("..", "scripts", "generate_tfvars.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(data)
+	byHand := script[strings.Index(script, "# Set by hand"):]
+	byHand = byHand[:strings.Index(byHand, "\nset -euo")]
+	for _, v := range load(t, "02-deploy").root.all("variable") {
+		name := v.labels[0]
+		if !strings.Contains(script, " "+name+" string ") && !strings.Contains(script, " "+name+" number ") &&
+			!strings.Contains(script, " "+name+" list ") && !strings.Contains(byHand, " "+name) {
+			t.Errorf("02-deploy variable %s: generate_tfvars.sh neither writes it nor names it as set by hand", name)
+		}
+	}
+}
