@@ -44,7 +44,7 @@ func TestValidateAcceptsValidJobs(t *testing.T) {
 			j.Orders[0].UseLambda = ptr(false)
 			j.Orders[1].ExecutionTarget = TargetLambda
 			j.Orders[1].UseLambda = ptr(true)
-			j.Orders[1].Timeout = 900
+			j.Orders[1].Timeout = 840
 			j.Orders[1].S3Location = "s3://code-bucket/stacks/net.zip"
 			return j
 		}, false},
@@ -81,8 +81,8 @@ func TestValidateProblems(t *testing.T) {
 		{"empty command", func(j *Job) { j.Orders[1].Cmds = []string{"ls", "  "} }, "orders[1].cmds[1]", []string{"empty command"}},
 		{"zero timeout", func(j *Job) { j.Orders[0].Timeout = 0 }, "orders[0].timeout", []string{"0 is not a positive number", "at most 28800 on codebuild"}},
 		{"negative timeout", func(j *Job) { j.Orders[0].Timeout = -5 }, "orders[0].timeout", []string{"-5 is not a positive"}},
-		{"lambda limit", func(j *Job) { j.Orders[1].ExecutionTarget, j.Orders[1].Timeout = TargetLambda, 901 },
-			"orders[1].timeout", []string{"901 exceeds the lambda limit of 900 (use codebuild or ssm for longer runs)"}},
+		{"lambda limit", func(j *Job) { j.Orders[1].ExecutionTarget, j.Orders[1].Timeout = TargetLambda, 841 },
+			"orders[1].timeout", []string{"841 exceeds the lambda limit of 840 (use codebuild or ssm for longer runs)"}},
 		{"codebuild limit", func(j *Job) { j.Orders[1].Timeout, j.PresignExpiry = 28801, 40000 },
 			"orders[1].timeout", []string{"28801 exceeds the codebuild limit of 28800", "use ssm"}},
 		{"ssm limit", func(j *Job) {
