@@ -75,6 +75,16 @@ func (d *deployed) get(t *testing.T, address string) plannedResource {
 	return r
 }
 
+// stackInUse is held by a test that consumes the applied deployment's queues, so that no other
+// takes its messages meanwhile.
+var stackInUse sync.Mutex
+
+// useStack holds the applied deployment's queues until the test and its cleanups end.
+func useStack(t *testing.T) {
+	stackInUse.Lock()
+	t.Cleanup(stackInUse.Unlock)
+}
+
 var applyOnce struct {
 	sync.Once
 	d      *deployed
@@ -312,6 +322,7 @@ type runView struct {
 func TestDiamondRunsOnTheResourcesTerraformMade(t *testing.T) {
 	t.Parallel()
 	d := applied(t)
+	useStack(t)
 	// The server is every function at once: the orchestrator's variables name every resource.
 	env := d.functionEnv(t, "orchestrator")
 	for _, k := range []string{"IAC_CI_FUNCTION", "IAC_CI_PUBLIC_URL", "HOME"} {
