@@ -252,7 +252,7 @@ func serveOn(t *testing.T, env map[string]string) (string, *lockedBuffer) {
 }
 
 // diamondJob is examples/diamond.yaml with its local code moved to a zip in a code bucket, as a
-// job on AWS takes it, and every order on the lambda target.
+// job on AWS takes it.
 func diamondJob(t *testing.T, bucket string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "examples", "diamond.yaml"))
@@ -271,9 +271,6 @@ func diamondJob(t *testing.T, bucket string) []byte {
 	orders, _ := job["orders"].([]any)
 	for _, o := range orders {
 		order := o.(map[string]any)
-		// Every order runs on the worker, inside the server: no CodeBuild runs here, and
-		// moto's StartBuild answers in a form the SDK cannot read.
-		order["execution_target"] = string(domain.TargetLambda)
 		dir, ok := order["local_path"].(string)
 		if !ok {
 			continue
@@ -328,6 +325,8 @@ func TestDiamondRunsOnTheResourcesTerraformMade(t *testing.T) {
 	for _, k := range []string{"IAC_CI_FUNCTION", "IAC_CI_PUBLIC_URL", "HOME"} {
 		delete(env, k)
 	}
+	builds := startCodeBuild(t, d)
+	env["AWS_ENDPOINT_URL_CODEBUILD"] = builds.url
 	url, logs := serveOn(t, env)
 	body := diamondJob(t, applyPrefix+"-code-serve")
 	req, _ := http.NewRequest(http.MethodPost, url+"/webhook", bytes.NewReader(body))
@@ -361,11 +360,14 @@ func TestDiamondRunsOnTheResourcesTerraformMade(t *testing.T) {
 		}
 	}
 	if last.Status != domain.RunSucceeded || len(last.Orders) != 4 {
-		t.Fatalf("diamond on Terraform's resources: run %q, orders %+v\n%s", last.Status, last.Orders, logs.String())
+		t.Fatalf("diamond on Terraform's resources: run %q, orders %+v\n%s\nbuilds:\n%s", last.Status, last.Orders, logs.String(), builds.out.String())
 	}
 	for _, o := range last.Orders {
 		if o.Status != domain.OrderSucceeded {
 			t.Fatalf("order %s: %s\n%s", o.OrderName, o.Status, logs.String())
 		}
+	}
+	if builds.started() != 2 {
+		t.Fatalf("CodeBuild started %d builds, want one per codebuild order (lint, test)", builds.started())
 	}
 }

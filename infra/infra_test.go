@@ -3,7 +3,11 @@
 // account: the resources awsbackend.Describe lists (the queues of queues.Topology, the tables of
 // dynamostore, the result notification of s3blobs, the variables the functions read), the
 // functions of lambdafn and the queues each one serves, and the buildspec the launcher starts.
-// It reads the .tf files as text (hcl_test.go), as no Terraform provider can be had here.
+//
+// Terraform itself checks the stacks (terraform_test.go: fmt, validate, a plan and an apply on
+// the emulator); the checks in this file read the .tf files as text (hcl_test.go) where they
+// compare the Terraform's own expressions with the code (which local names which queue, what a
+// function's environment is made of), which no plan shows.
 package infra_test
 
 import (

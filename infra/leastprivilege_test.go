@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/codebuild"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -99,6 +100,7 @@ type lambdaHost struct {
 	urls     map[string]string   // queue -> URL
 	arns     map[string]string   // queue -> ARN
 	batch    map[string]int32    // function -> batch size
+	builds   *codeBuild
 }
 
 func newLambdaHost(t *testing.T, d *deployed) *lambdaHost {
@@ -139,16 +141,17 @@ func newLambdaHost(t *testing.T, d *deployed) *lambdaHost {
 		Value: aws.String(webhookSecret), Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)}); err != nil {
 		t.Fatalf("put the webhook secret: %v", err)
 	}
+	h.builds = startCodeBuild(t, d)
 	for _, name := range lambdafn.Names {
 		h.counters[name] = &awscalls.Counter{}
-		h.handlers[name] = buildFunction(t, name, d.functionEnv(t, name), h.counters[name])
+		h.handlers[name] = buildFunction(t, name, d.functionEnv(t, name), h.counters[name], h.builds.url)
 	}
 	return h
 }
 
 // buildFunction builds one function as `iac-ci lambda` does, on the resources its variables
 // name, its AWS calls counted.
-func buildFunction(t *testing.T, name string, env map[string]string, counter *awscalls.Counter) lambda.Handler {
+func buildFunction(t *testing.T, name string, env map[string]string, counter *awscalls.Counter, codeBuildURL string) lambda.Handler {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	cfg, err := awsbackend.FromEnv(getenv)
@@ -164,6 +167,8 @@ func buildFunction(t *testing.T, name string, env map[string]string, counter *aw
 	if err != nil {
 		t.Fatalf("function %s: %v", name, err)
 	}
+	// CodeBuild is the stand-in; its client is otherwise the function's own.
+	builds := codebuild.NewFromConfig(awsCfg, func(o *codebuild.Options) { o.BaseEndpoint = aws.String(codeBuildURL) })
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	e := b.Engine(log, nil)
 	work := t.TempDir()
@@ -172,7 +177,7 @@ func buildFunction(t *testing.T, name string, env map[string]string, counter *aw
 		Intake:   b.Intake(e, "", filepath.Join(work, "intake")),
 		WorkRoot: filepath.Join(work, "orders"), BaseEnv: consumers.WorkerEnv(),
 		Starters: map[domain.Target]consumers.Starter{
-			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: cfg.CodeBuildProject},
+			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: builds, Project: cfg.CodeBuildProject},
 			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
 		},
 		RunKeyParameter: b.Keys.ParameterName, SSMDocument: cfg.SSMDocument,
@@ -332,7 +337,10 @@ func TestEveryRoleGrantsWhatItsFunctionCalls(t *testing.T) {
 		calls[fn] = actionsOf(ops)
 		t.Logf("%s calls %s", fn, strings.Join(calls[fn], ", "))
 	}
-	for _, fn := range []string{lambdafn.Webhook, lambdafn.Intake, lambdafn.Worker, lambdafn.Orchestrator, lambdafn.Sweeper} {
+	if host.builds.started() != 2 {
+		t.Errorf("CodeBuild started %d builds, want one per codebuild order (lint, test)", host.builds.started())
+	}
+	for _, fn := range []string{lambdafn.Webhook, lambdafn.Intake, lambdafn.Worker, lambdafn.Launcher, lambdafn.Orchestrator, lambdafn.Sweeper} {
 		if len(calls[fn]) == 0 {
 			t.Errorf("function %s made no AWS call: the run did not go through it", fn)
 		}
