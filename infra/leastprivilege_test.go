@@ -101,13 +101,14 @@ type lambdaHost struct {
 	arns     map[string]string   // queue -> ARN
 	batch    map[string]int32    // function -> batch size
 	builds   *codeBuild
+	held     map[string]bool // queues whose mapping is paused
 }
 
 func newLambdaHost(t *testing.T, d *deployed) *lambdaHost {
 	t.Helper()
 	h := &lambdaHost{handlers: map[string]lambda.Handler{}, counters: map[string]*awscalls.Counter{},
 		sqs: sqs.NewFromConfig(awstest.Config(t)), mappings: map[string][]string{}, urls: map[string]string{},
-		arns: map[string]string{}, batch: map[string]int32{}}
+		arns: map[string]string{}, batch: map[string]int32{}, held: map[string]bool{}}
 	// The event source mappings, as planned (moto cannot keep them: see motoWorkarounds).
 	for addr, r := range planned(t) {
 		if r.Type != "aws_lambda_event_source_mapping" {
@@ -234,6 +235,45 @@ func (h *lambdaHost) request(t *testing.T, method, path string, body []byte, hea
 	return invoke[events.APIGatewayV2HTTPResponse](t, h.handlers[lambdafn.Webhook], req)
 }
 
+// submit posts a signed job through the webhook function and returns its run id.
+func (h *lambdaHost) submit(t *testing.T, body []byte) string {
+	t.Helper()
+	resp := h.request(t, http.MethodPost, "/webhook", body, map[string]string{"x-hub-signature-256": producers.Sign([]byte(webhookSecret), body)})
+	var acc struct {
+		RunID string `json:"run_id"`
+	}
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(resp.Body), &acc) != nil || acc.RunID == "" {
+		t.Fatalf("POST /webhook: %d %s", resp.StatusCode, resp.Body)
+	}
+	return acc.RunID
+}
+
+// until delivers messages and sweeps now and then until the run ends, and returns it.
+func (h *lambdaHost) until(t *testing.T, runID string, more func() bool) runView {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	var view runView
+	for i := 0; ctx.Err() == nil; i++ {
+		idle := h.deliver(t) == 0
+		if i%5 == 0 {
+			h.sweep(t)
+		}
+		r := h.request(t, http.MethodGet, "/runs/"+runID, nil, nil)
+		if r.StatusCode == http.StatusOK {
+			_ = json.Unmarshal([]byte(r.Body), &view)
+		}
+		if view.Status.Terminal() || more != nil && !more() {
+			return view
+		}
+		if idle {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Fatalf("run %s did not end: %+v", runID, view)
+	return view
+}
+
 // deliver hands each function the messages waiting on its queues, one batch per queue, as its
 // event source mappings do, and deletes those the function did not report failed. It returns
 // how many messages it handed over.
@@ -242,6 +282,9 @@ func (h *lambdaHost) deliver(t *testing.T) int {
 	handed := 0
 	for fn, qs := range h.mappings {
 		for _, q := range qs {
+			if h.held[q] {
+				continue
+			}
 			out, err := h.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(h.urls[q]),
 				MaxNumberOfMessages: min(h.batch[fn], 10), MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{"All"},
 				MessageAttributeNames: []string{"All"}, VisibilityTimeout: 30})
@@ -294,35 +337,40 @@ func TestEveryRoleGrantsWhatItsFunctionCalls(t *testing.T) {
 	d := applied(t)
 	useStack(t)
 	host := newLambdaHost(t, d)
-	body := diamondJob(t, applyPrefix+"-code-functions")
-	resp := host.request(t, http.MethodPost, "/webhook", body, map[string]string{"x-hub-signature-256": producers.Sign([]byte(webhookSecret), body)})
-	var acc struct {
-		RunID string `json:"run_id"`
-	}
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(resp.Body), &acc) != nil || acc.RunID == "" {
-		t.Fatalf("POST /webhook: %d %s", resp.StatusCode, resp.Body)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	var view runView
-	for i := 0; ctx.Err() == nil; i++ {
-		idle := host.deliver(t) == 0
-		if i%5 == 0 {
-			host.sweep(t)
-		}
-		r := host.request(t, http.MethodGet, "/runs/"+acc.RunID, nil, nil)
-		if r.StatusCode == http.StatusOK {
-			_ = json.Unmarshal([]byte(r.Body), &view)
-		}
-		if view.Status.Terminal() {
-			break
-		}
-		if idle {
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+	view := host.until(t, host.submit(t, diamondJob(t, applyPrefix+"-code-functions")), nil)
 	if view.Status != domain.RunSucceeded {
 		t.Fatalf("the diamond through the functions: run %q, orders %+v", view.Status, view.Orders)
+	}
+	// An order whose message dies: the worker's mapping is paused, its message is moved to the
+	// dead-letter queue as SQS would after too many receives, and the deadletters function
+	// ends it.
+	lambdaQ, deadQ := "orders-lambda", "orders-lambda-dlq"
+	host.held[lambdaQ] = true
+	job := []byte(`{"username":"infra","orders":[{"order_name":"dies","execution_target":"lambda","timeout":60,"cmds":["true"]}]}`)
+	runID := host.submit(t, job)
+	var moved bool
+	host.until(t, runID, func() bool {
+		out, err := host.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(host.urls[lambdaQ]),
+			MaxNumberOfMessages: 1, MessageAttributeNames: []string{"All"}})
+		if err != nil || len(out.Messages) == 0 {
+			return true
+		}
+		m := out.Messages[0]
+		if _, err := host.sqs.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(host.urls[deadQ]), MessageBody: m.Body,
+			MessageAttributes: m.MessageAttributes}); err != nil {
+			t.Fatalf("dead-letter: %v", err)
+		}
+		if _, err := host.sqs.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: aws.String(host.urls[lambdaQ]), ReceiptHandle: m.ReceiptHandle}); err != nil {
+			t.Fatal(err)
+		}
+		moved = true
+		return false
+	})
+	if !moved {
+		t.Fatalf("run %s ended before its order was queued", runID)
+	}
+	if view := host.until(t, runID, nil); view.Status != domain.RunFailed {
+		t.Fatalf("a dead order: run %q, orders %+v, want failed", view.Status, view.Orders)
 	}
 	host.sweep(t)
 
