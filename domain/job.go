@@ -16,7 +16,9 @@ var Targets = []Target{TargetLambda, TargetCodeBuild, TargetSSM}
 func (t Target) TimeoutLimit() int {
 	switch t {
 	case TargetLambda:
-		return 900
+		// Lambda ends a function at 900 s; the worker needs the last minute to fetch the
+		// bundle before and to deliver the log and result after the commands.
+		return 840
 	case TargetCodeBuild:
 		return 28800
 	case TargetSSM:

@@ -47,7 +47,7 @@ func TestValidateAcceptsValidJobs(t *testing.T) {
 			j.Orders[0].UseLambda = ptr(false)
 			j.Orders[1].ExecutionTarget = TargetLambda
 			j.Orders[1].UseLambda = ptr(true)
-			j.Orders[1].Timeout = 900
+			j.Orders[1].Timeout = 840
 			j.Orders[1].S3Location = "s3://code-bucket/stacks/net.zip"
 			return j
 		}, false},
@@ -86,8 +86,8 @@ func TestValidateProblems(t *testing.T) {
 		{"timeout past every limit on an unknown target", func(j *Job) { j.Orders[0].ExecutionTarget, j.Orders[0].Timeout = "fargate", 9300000000 },
 			"orders[0].timeout", []string{"9300000000 exceeds the longest limit of any target, 172800"}},
 		{"negative timeout", func(j *Job) { j.Orders[0].Timeout = -5 }, "orders[0].timeout", []string{"-5 is not a positive"}},
-		{"lambda limit", func(j *Job) { j.Orders[1].ExecutionTarget, j.Orders[1].Timeout = TargetLambda, 901 },
-			"orders[1].timeout", []string{"901 exceeds the lambda limit of 900 (use codebuild or ssm for longer runs)"}},
+		{"lambda limit", func(j *Job) { j.Orders[1].ExecutionTarget, j.Orders[1].Timeout = TargetLambda, 841 },
+			"orders[1].timeout", []string{"841 exceeds the lambda limit of 840 (use codebuild or ssm for longer runs)"}},
 		{"codebuild limit", func(j *Job) { j.Orders[1].Timeout, j.PresignExpiry = 28801, 40000 },
 			"orders[1].timeout", []string{"28801 exceeds the codebuild limit of 28800", "use ssm"}},
 		{"ssm limit", func(j *Job) {

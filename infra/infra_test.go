@@ -3,7 +3,11 @@
 // account: the resources awsbackend.Describe lists (the queues of queues.Topology, the tables of
 // dynamostore, the result notification of s3blobs, the variables the functions read), the
 // functions of lambdafn and the queues each one serves, and the buildspec the launcher starts.
-// It reads the .tf files as text (hcl_test.go), as no Terraform provider can be had here.
+//
+// Terraform itself checks the stacks (terraform_test.go: fmt, validate, a plan and an apply on
+// the emulator); the checks in this file read the .tf files as text (hcl_test.go) where they
+// compare the Terraform's own expressions with the code (which local names which queue, what a
+// function's environment is made of), which no plan shows.
 package infra_test
 
 import (
@@ -473,8 +477,10 @@ func TestDeployRunsEveryFunctionOnTheQueuesItServes(t *testing.T) {
 				t.Fatalf("function %s: batch_size %d, want 1 to %d", name, b, queues.MaxBatch)
 			}
 		}
-		if name == lambdafn.Worker && timeout < domain.TargetLambda.TimeoutLimit() {
-			t.Fatalf("worker timeout %d: shorter than the longest lambda order, %d s", timeout, domain.TargetLambda.TimeoutLimit())
+		// The worker fetches the bundle before the commands and delivers the log and result
+		// after them: the longest lambda order leaves it a minute.
+		if name == lambdafn.Worker && timeout < domain.TargetLambda.TimeoutLimit()+60 {
+			t.Fatalf("worker timeout %d: leaves the longest lambda order (%d s) no minute to deliver its result", timeout, domain.TargetLambda.TimeoutLimit())
 		}
 	}
 	// Every queue has a consumer but results-dlq, whose messages wait for an operator (the
@@ -529,12 +535,13 @@ func TestCodeBuildRunsWhatTheLauncherStarts(t *testing.T) {
 func TestBootstrapAndRepository(t *testing.T) {
 	t.Parallel()
 	b := load(t, "00-bootstrap")
-	lock := b.resource(t, "aws_dynamodb_table", "lock")
-	// Terraform's S3 backend locks with an item keyed LockID.
-	if lock.attrs["hash_key"] != `"LockID"` {
-		t.Fatalf("lock table hash_key: got %s, want \"LockID\"", lock.attrs["hash_key"])
+	// The S3 backend locks with a lock file (use_lockfile): no lock table.
+	for _, r := range b.root.all("resource") {
+		if r.labels[0] == "aws_dynamodb_table" {
+			t.Fatalf("00-bootstrap: creates a lock table, but the backend locks with use_lockfile")
+		}
 	}
-	for _, out := range []string{"state_bucket", "lock_table", "region"} {
+	for _, out := range []string{"state_bucket", "region"} {
 		if !slices.ContainsFunc(b.root.all("output"), func(o *block) bool { return o.labels[0] == out }) {
 			t.Fatalf("00-bootstrap: no output %s (scripts/generate_backend.sh reads it)", out)
 		}

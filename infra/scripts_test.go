@@ -84,7 +84,7 @@ func TestGenerateBackendWritesTheStateLocation(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "backend.tf")
 	code, msg := script(t, "scripts/generate_backend.sh", []string{"IAC_CI_PREFIX=team-ci"},
-		"--bucket", "team-ci-tfstate-123456789012", "--lock-table", "team-ci-tfstate-lock", "--region", "eu-west-1", "--out", out, "01-ecr")
+		"--bucket", "team-ci-tfstate-123456789012", "--region", "eu-west-1", "--out", out, "01-ecr")
 	if code != 0 {
 		t.Fatalf("generate: exit %d: %s", code, msg)
 	}
@@ -102,18 +102,21 @@ func TestGenerateBackendWritesTheStateLocation(t *testing.T) {
 		t.Fatalf("backend: got %v (%v), want s3", s3, err)
 	}
 	want := map[string]string{"bucket": `"team-ci-tfstate-123456789012"`, "key": `"team-ci/01-ecr/terraform.tfstate"`,
-		"region": `"eu-west-1"`, "dynamodb_table": `"team-ci-tfstate-lock"`, "encrypt": "true"}
+		"region": `"eu-west-1"`, "use_lockfile": "true", "encrypt": "true"}
 	for k, w := range want {
 		if got := s3.attrs[k]; got != w {
 			t.Fatalf("backend %s: got %s, want %s", k, got, w)
 		}
+	}
+	if _, ok := s3.attrs["dynamodb_table"]; ok {
+		t.Fatalf("backend: sets the deprecated dynamodb_table, want use_lockfile only")
 	}
 	// Without the values and without an applied bootstrap, it says which to give.
 	code, msg = script(t, "scripts/generate_backend.sh", []string{"IAC_CI_BOOTSTRAP_DIR=" + t.TempDir()}, "--out", out)
 	if code != 2 || !strings.Contains(msg, "IAC_CI_STATE_BUCKET") {
 		t.Fatalf("without a bucket: got exit %d %q, want 2 naming IAC_CI_STATE_BUCKET", code, msg)
 	}
-	code, msg = script(t, "scripts/generate_backend.sh", nil, "--bucket", "Not_A_Bucket", "--lock-table", "t-lock", "--region", "eu-west-1", "--out", out)
+	code, msg = script(t, "scripts/generate_backend.sh", nil, "--bucket", "Not_A_Bucket", "--region", "eu-west-1", "--out", out)
 	if code != 2 || !strings.Contains(msg, "not an S3 bucket name") {
 		t.Fatalf("a bad bucket name: got exit %d %q, want 2", code, msg)
 	}
@@ -133,6 +136,26 @@ func TestSmokeTestRefusesToRunWithoutItsInputs(t *testing.T) {
 		code, msg := script(t, "tests/smoke/test_deploy.sh", tc.env, tc.args...)
 		if code != 2 || !strings.Contains(msg, tc.want) {
 			t.Fatalf("%v: got exit %d %q, want 2 saying %q", tc.args, code, msg, tc.want)
+		}
+	}
+}
+
+// docs/deploy.md tells teams to configure 02-deploy through generate_tfvars.sh: every variable
+// is one of its environment variables, or named in its help as set by hand.
+func TestGenerateTfvarsCoversEveryVariable(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("..", "scripts", "generate_tfvars.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(data)
+	byHand := script[strings.Index(script, "# Set by hand"):]
+	byHand = byHand[:strings.Index(byHand, "\nset -euo")]
+	for _, v := range load(t, "02-deploy").root.all("variable") {
+		name := v.labels[0]
+		if !strings.Contains(script, " "+name+" string ") && !strings.Contains(script, " "+name+" number ") &&
+			!strings.Contains(script, " "+name+" list ") && !strings.Contains(byHand, " "+name) {
+			t.Errorf("02-deploy variable %s: generate_tfvars.sh neither writes it nor names it as set by hand", name)
 		}
 	}
 }

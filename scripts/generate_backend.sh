@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Writes infra/<STACK>/backend.tf: Terraform's S3 backend in the state bucket and lock table that
-# infra/00-bootstrap made, with the state under <prefix>/<STACK>/terraform.tfstate.
+# Writes infra/<STACK>/backend.tf: Terraform's S3 backend in the state bucket that
+# infra/00-bootstrap made, with the state under <prefix>/<STACK>/terraform.tfstate, locked by a
+# lock file beside it (use_lockfile; Terraform 1.10 or later).
 #
-# Usage: scripts/generate_backend.sh [--bucket NAME] [--lock-table NAME] [--region REGION]
-#                                    [--prefix PREFIX] [--out FILE] [STACK]
+# Usage: scripts/generate_backend.sh [--bucket NAME] [--region REGION] [--prefix PREFIX]
+#                                    [--out FILE] [STACK]
 #
 #   STACK      02-deploy (the default) or 01-ecr
 #   --bucket   the state bucket      (else $IAC_CI_STATE_BUCKET, else 00-bootstrap's output state_bucket)
-#   --lock-table the lock table      (else $IAC_CI_STATE_LOCK_TABLE, else 00-bootstrap's output lock_table)
 #   --region   the bucket's region   (else $AWS_REGION, else 00-bootstrap's output region)
 #   --prefix   iac-ci's prefix       (else $IAC_CI_PREFIX, else iac-ci)
 #   --out      where to write        (else infra/<STACK>/backend.tf)
@@ -21,12 +21,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 
 die() { echo "generate_backend.sh: $*" >&2; exit 2; }
 
-bucket="${IAC_CI_STATE_BUCKET:-}" table="${IAC_CI_STATE_LOCK_TABLE:-}" region="${AWS_REGION:-}"
+bucket="${IAC_CI_STATE_BUCKET:-}" region="${AWS_REGION:-}"
 prefix="${IAC_CI_PREFIX:-iac-ci}" out="" stack=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bucket) bucket="${2:?--bucket needs a value}"; shift 2 ;;
-    --lock-table) table="${2:?--lock-table needs a value}"; shift 2 ;;
+    --lock-table) die "--lock-table is gone: the state is locked by a lock file in the bucket (use_lockfile)" ;;
     --region) region="${2:?--region needs a value}"; shift 2 ;;
     --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a value}"; shift 2 ;;
@@ -52,12 +52,10 @@ bootstrap_output() {
   printf '%s' "$v"
 }
 [ -n "$bucket" ] || bucket="$(bootstrap_output state_bucket IAC_CI_STATE_BUCKET --bucket)"
-[ -n "$table" ] || table="$(bootstrap_output lock_table IAC_CI_STATE_LOCK_TABLE --lock-table)"
 [ -n "$region" ] || region="$(bootstrap_output region AWS_REGION --region)"
 
 # Every value goes into HCL between quotes: hold each to its service's own name rules.
 [[ "$bucket" =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || die "state bucket \"$bucket\": not an S3 bucket name"
-[[ "$table" =~ ^[A-Za-z0-9_.-]{3,255}$ ]] || die "lock table \"$table\": not a DynamoDB table name"
 [[ "$region" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "region \"$region\": not an AWS region such as us-east-1"
 [[ "$prefix" =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] || die "prefix \"$prefix\": 1 to 40 lower-case letters, digits or '-'"
 
@@ -66,12 +64,12 @@ cat >"$out" <<HCL
 # Written by scripts/generate_backend.sh from infra/00-bootstrap; run it again rather than edit.
 terraform {
   backend "s3" {
-    bucket         = "$bucket"
-    key            = "$prefix/$stack/terraform.tfstate"
-    region         = "$region"
-    dynamodb_table = "$table"
-    encrypt        = true
+    bucket       = "$bucket"
+    key          = "$prefix/$stack/terraform.tfstate"
+    region       = "$region"
+    use_lockfile = true
+    encrypt      = true
   }
 }
 HCL
-echo "wrote $out (state s3://$bucket/$prefix/$stack/terraform.tfstate, lock table $table)"
+echo "wrote $out (state s3://$bucket/$prefix/$stack/terraform.tfstate, locked by its .tflock beside it)"

@@ -27,6 +27,20 @@
 #   IAC_CI_LOG_RETENTION_DAYS        days CloudWatch keeps logs (default 30)
 #   IAC_CI_ORDER_POLICY_ARNS         comma-separated ARNs of policies for the roles orders run with
 #   IAC_CI_CODE_BUCKET_ARNS          comma-separated ARNs of buckets s3_location code may come from
+#   IAC_CI_JOB_SECRET_PARAMETER_PREFIX  Parameter Store path jobs' ssm_paths may point under (default /<prefix>/secrets)
+#   IAC_CI_JOB_SECRET_NAME_PREFIX    Secrets Manager name prefix of jobs' secret_manager_paths (default <prefix>/)
+#   IAC_CI_CODEBUILD_COMPUTE_TYPE    compute type of codebuild orders (default BUILD_GENERAL1_SMALL)
+#   IAC_CI_API_THROTTLE_RATE, IAC_CI_API_THROTTLE_BURST   the HTTP API's throttling (default 50, 100)
+#   IAC_CI_LOG_LEVEL                 debug, info (default), warn or error
+#   IAC_CI_OBJECT_RETENTION_DAYS     days the internal bucket keeps objects (default 90, 0 keeps them)
+#   IAC_CI_DONE_RETENTION_DAYS       days the done bucket keeps finished runs (default 365, 0 keeps them)
+#   IAC_CI_SSM_INSTANCE_TAG          key=value an instance must carry to take ssm orders (default iac-ci:allowed=true)
+#   IAC_CI_ALARM_EMAIL               e-mail address subscribed to the alarm topic
+#   IAC_CI_ALARM_QUEUE_AGE_SECONDS, IAC_CI_ALARM_QUEUE_BACKLOG, IAC_CI_ALARM_DEAD_LETTER_AGE_SECONDS,
+#   IAC_CI_ALARM_FUNCTION_ERRORS, IAC_CI_ALARM_FUNCTION_THROTTLES, IAC_CI_ALARM_EVALUATION_MINUTES,
+#   IAC_CI_ALARM_SWEEPER_MISSED_MINUTES   alarm thresholds (see infra/02-deploy/alarms.tf)
+# Set by hand in terraform.tfvars (maps and booleans): tags, reserved_concurrency,
+# deletion_protection.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -70,7 +84,24 @@ IAC_CI_WORKER_MEMORY_MB worker_memory_mb number no
 IAC_CI_WORKER_MAX_CONCURRENCY worker_max_concurrency number no
 IAC_CI_LOG_RETENTION_DAYS log_retention_days number no
 IAC_CI_ORDER_POLICY_ARNS order_policy_arns list no
-IAC_CI_CODE_BUCKET_ARNS code_bucket_arns list no" ;;
+IAC_CI_CODE_BUCKET_ARNS code_bucket_arns list no
+IAC_CI_JOB_SECRET_PARAMETER_PREFIX job_secret_parameter_prefix string no
+IAC_CI_JOB_SECRET_NAME_PREFIX job_secret_name_prefix string no
+IAC_CI_CODEBUILD_COMPUTE_TYPE codebuild_compute_type string no
+IAC_CI_API_THROTTLE_RATE api_throttle_rate number no
+IAC_CI_API_THROTTLE_BURST api_throttle_burst number no
+IAC_CI_LOG_LEVEL log_level string no
+IAC_CI_OBJECT_RETENTION_DAYS object_retention_days number no
+IAC_CI_DONE_RETENTION_DAYS done_retention_days number no
+IAC_CI_SSM_INSTANCE_TAG ssm_instance_tag string no
+IAC_CI_ALARM_EMAIL alarm_email string no
+IAC_CI_ALARM_QUEUE_AGE_SECONDS alarm_queue_age_seconds number no
+IAC_CI_ALARM_QUEUE_BACKLOG alarm_queue_backlog number no
+IAC_CI_ALARM_DEAD_LETTER_AGE_SECONDS alarm_dead_letter_age_seconds number no
+IAC_CI_ALARM_FUNCTION_ERRORS alarm_function_errors number no
+IAC_CI_ALARM_FUNCTION_THROTTLES alarm_function_throttles number no
+IAC_CI_ALARM_EVALUATION_MINUTES alarm_evaluation_minutes number no
+IAC_CI_ALARM_SWEEPER_MISSED_MINUTES alarm_sweeper_missed_minutes number no" ;;
 esac
 
 # quote makes an HCL string: backslashes and quotes escaped, template markers doubled.

@@ -190,7 +190,7 @@ orders:
 	if r.code != 2 {
 		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"orders[0].timeout", "900", "orders[1].cmds", "cycle"} {
+	for _, want := range []string{"orders[0].timeout", "840", "orders[1].cmds", "cycle"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}

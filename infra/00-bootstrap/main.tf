@@ -1,7 +1,7 @@
 # Stack 00-bootstrap: where the other stacks keep their Terraform state. Its own state stays in
 # this folder (terraform.tfstate): it holds two resources and is applied once per account.
 terraform {
-  required_version = ">= 1.5.0"
+  required_version = ">= 1.10.0" # the S3 backend's use_lockfile
   required_providers {
     aws = {
       source  = "hashicorp/aws"
@@ -24,7 +24,6 @@ data "aws_caller_identity" "current" {}
 locals {
   # Bucket names are global: the account id keeps two accounts' state buckets apart.
   state_bucket = var.state_bucket_name != "" ? var.state_bucket_name : "${var.prefix}-tfstate-${data.aws_caller_identity.current.account_id}"
-  lock_table   = "${var.prefix}-tfstate-lock"
 }
 
 resource "aws_s3_bucket" "state" {
@@ -82,19 +81,12 @@ resource "aws_s3_bucket_policy" "state" {
   policy = data.aws_iam_policy_document.state.json
 }
 
-# The lock table: Terraform's S3 backend takes a lock item keyed LockID while it writes state.
-resource "aws_dynamodb_table" "lock" {
-  name         = local.lock_table
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "LockID"
-  attribute {
-    name = "LockID"
-    type = "S"
-  }
-  point_in_time_recovery {
-    enabled = true
-  }
+# The other stacks lock their state with a lock file beside it in the bucket (the S3 backend's
+# use_lockfile). A lock table made by an older version of this stack is left in the account,
+# no longer used: delete it by hand once no checkout locks with it.
+removed {
+  from = aws_dynamodb_table.lock
   lifecycle {
-    prevent_destroy = true
+    destroy = false
   }
 }

@@ -1,7 +1,7 @@
 # Stack 01-ecr: the repository of iac-ci's image (the Dockerfile at the repository's root). It
 # is its own stack because the image must be pushed before 02-deploy can create the functions.
 terraform {
-  required_version = ">= 1.5.0"
+  required_version = ">= 1.10.0" # the S3 backend's use_lockfile
   required_providers {
     aws = {
       source  = "hashicorp/aws"

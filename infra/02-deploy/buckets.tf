@@ -88,6 +88,21 @@ resource "aws_s3_bucket_lifecycle_configuration" "internal" {
   }
 }
 
+resource "aws_s3_bucket_lifecycle_configuration" "done" {
+  bucket = aws_s3_bucket.done.id
+  rule {
+    id     = "expire"
+    status = var.done_retention_days > 0 ? "Enabled" : "Disabled"
+    filter {}
+    expiration {
+      days = var.done_retention_days > 0 ? var.done_retention_days : 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
 # A result landing under callbacks/ notifies the results queue, where the orchestrator reads it:
 # the same filter as s3blobs.CreateBucket and blobs.IsResultKey.
 resource "aws_s3_bucket_notification" "results" {

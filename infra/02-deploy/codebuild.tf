@@ -40,6 +40,13 @@ data "aws_iam_policy_document" "codebuild" {
     actions   = ["ssm:GetParameter"]
     resources = [local.run_key_arn]
   }
+  # The commands run with the order role's credentials, which the worker assumes and hands them;
+  # the build's own role (which reads run keys) never reaches their environment.
+  statement {
+    sid       = "AssumeOrderRole"
+    actions   = ["sts:AssumeRole"]
+    resources = [aws_iam_role.order.arn]
+  }
   statement {
     sid       = "PullImageToken"
     actions   = ["ecr:GetAuthorizationToken"]
@@ -86,6 +93,15 @@ resource "aws_codebuild_project" "worker" {
     compute_type                = var.codebuild_compute_type
     image                       = local.image_uri
     image_pull_credentials_type = "SERVICE_ROLE"
+
+    environment_variable {
+      name  = "IAC_CI_ORDER_ROLE_ARN"
+      value = aws_iam_role.order.arn
+    }
+    environment_variable {
+      name  = "IAC_CI_ORDER_ROLE_SESSION"
+      value = "${aws_iam_role.order.max_session_duration}s"
+    }
   }
 
   logs_config {

@@ -40,16 +40,22 @@ locals {
     IAC_CI_LOG_LEVEL         = var.log_level
     HOME                     = "/tmp"
   }
-  optional_env = var.git_base_url == "" ? {} : { IAC_CI_GIT_BASE_URL = var.git_base_url }
-  # Only the webhook reads secrets of its own, and only their locations travel here.
-  webhook_env = merge(
-    { IAC_CI_WEBHOOK_SECRET_LOCATION = "aws:::ssm:${var.webhook_secret_parameter}" },
-    # Without an API token, the read routes answer only behind IAM.
-    { IAC_CI_STATUS_AUTHORIZATION = var.status_authorization },
+  # Only the locations of secrets travel here, never their values. Every function reads the
+  # API token (it signs the status links of comments) and the GitHub token (every function that
+  # moves a run keeps its pull request's comment).
+  optional_env = merge(
+    var.git_base_url == "" ? {} : { IAC_CI_GIT_BASE_URL = var.git_base_url },
     var.api_token_parameter == "" ? {} : { IAC_CI_API_TOKEN_LOCATION = "aws:::ssm:${var.api_token_parameter}" },
     var.github_token_parameter == "" ? {} : { IAC_CI_GITHUB_TOKEN_LOCATION = "aws:::ssm:${var.github_token_parameter}" },
     var.github_api_url == "" ? {} : { IAC_CI_GITHUB_API_URL = var.github_api_url },
   )
+  webhook_env = {
+    IAC_CI_WEBHOOK_SECRET_LOCATION = "aws:::ssm:${var.webhook_secret_parameter}"
+    # Without an API token, the read routes answer only behind IAM.
+    IAC_CI_STATUS_AUTHORIZATION = var.status_authorization
+  }
+  # The worker runs lambda orders with the order role's credentials, never its own.
+  worker_env = { IAC_CI_ORDER_ROLE_ARN = aws_iam_role.order.arn }
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -68,6 +74,8 @@ resource "aws_lambda_function" "fn" {
   architectures = [var.lambda_architecture]
   timeout       = each.value.timeout
   memory_size   = each.value.memory
+  # -1: no reservation, the account's unreserved pool.
+  reserved_concurrent_executions = lookup(var.reserved_concurrency, each.key, -1)
 
   image_config {
     command = ["lambda"]
@@ -76,10 +84,18 @@ resource "aws_lambda_function" "fn" {
     size = each.value.storage
   }
   environment {
-    variables = merge(local.function_env, local.optional_env, { IAC_CI_FUNCTION = each.key }, each.key == "webhook" ? local.webhook_env : {})
+    variables = merge(local.function_env, local.optional_env, { IAC_CI_FUNCTION = each.key },
+    each.key == "webhook" ? local.webhook_env : {}, each.key == "worker" ? local.worker_env : {})
   }
 
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+
+  lifecycle {
+    precondition {
+      condition     = each.key != "worker" || lookup(var.reserved_concurrency, "worker", -1) < 0 || lookup(var.reserved_concurrency, "worker", -1) >= var.worker_max_concurrency
+      error_message = "reserved_concurrency.worker is below worker_max_concurrency: the queue would hand the worker more orders than it may run, and they would be throttled."
+    }
+  }
 }
 
 resource "aws_lambda_event_source_mapping" "queue" {

@@ -11,12 +11,27 @@ locals {
   table_reads   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
   table_writes  = concat(local.table_reads, ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"])
   parameter_arn = "arn:${local.partition}:ssm:${var.region}:${local.account_id}:parameter"
+  ssm_tag_key   = split("=", var.ssm_instance_tag)[0]
+  ssm_tag_value = join("=", slice(split("=", var.ssm_instance_tag), 1, length(split("=", var.ssm_instance_tag))))
 
   webhook_secret_arns = compact([
     "${local.parameter_arn}${var.webhook_secret_parameter}",
     var.github_token_parameter == "" ? "" : "${local.parameter_arn}${var.github_token_parameter}",
     var.api_token_parameter == "" ? "" : "${local.parameter_arn}${var.api_token_parameter}",
   ])
+  # Every function reads the API and GitHub tokens, when they are set (see functions.tf).
+  token_arns = compact([
+    var.github_token_parameter == "" ? "" : "${local.parameter_arn}${var.github_token_parameter}",
+    var.api_token_parameter == "" ? "" : "${local.parameter_arn}${var.api_token_parameter}",
+  ])
+  read_tokens = length(local.token_arns) == 0 ? [] : [
+    { sid = "Tokens", actions = ["ssm:GetParameter"], resources = local.token_arns },
+  ]
+  # The dead-letter book (package deadletters): a failed handling notes its error, a
+  # dead-letter consumer keeps the dead letter; operators read, redrive and purge them.
+  note_failures = [
+    { sid = "DeadLetterNotes", actions = ["s3:GetObject", "s3:PutObject"], resources = ["${local.internal_arn}/dead-letters/*"] },
+  ]
 
   # Moving runs forward (engine.Finish, Finalize, Report; the sweeper's repairs): the tables,
   # queueing woken orders, the done object, deleting the run's key.
@@ -38,8 +53,13 @@ locals {
       { sid = "ListDone", actions = ["s3:ListBucket"], resources = [local.done_arn] },
       { sid = "QueueIntake", actions = ["sqs:GetQueueUrl", "sqs:SendMessage"], resources = [local.queue_arns["intake"]] },
       { sid = "WebhookSecrets", actions = ["ssm:GetParameter"], resources = local.webhook_secret_arns },
+      # The routes of operators and people: logs, dead letters, redrive and rerun.
+      { sid = "ReadLogs", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/logs/*", "${local.internal_arn}/callbacks/*"] },
+      { sid = "DeadLetters", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.internal_arn}/dead-letters/*"] },
+      { sid = "Redrive", actions = ["sqs:GetQueueUrl", "sqs:SendMessage"], resources = concat(local.order_queues, [local.queue_arns["results"]]) },
+      { sid = "RequeueOrders", actions = local.table_writes, resources = local.table_arns },
     ]
-    intake = concat(local.moves_runs, [
+    intake = concat(local.moves_runs, local.note_failures, local.read_tokens, [
       { sid = "Requests", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/requests/*"] },
       { sid = "Bundles", actions = ["s3:PutObject", "s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
       { sid = "RunKeys", actions = ["ssm:PutParameter", "ssm:GetParameter"], resources = [local.run_key_arn] },
@@ -48,32 +68,40 @@ locals {
       ], length(var.code_bucket_arns) == 0 ? [] : [
       { sid = "JobCode", actions = ["s3:GetObject"], resources = [for b in var.code_bucket_arns : "${b}/*"] },
     ])
-    worker = [
+    worker = concat(local.note_failures, local.read_tokens, [
       { sid = "ClaimOrders", actions = local.table_writes, resources = local.table_arns },
       { sid = "Bundles", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
       # The worker presigns its own result URL, and stores the log.
       { sid = "Results", actions = ["s3:PutObject"], resources = ["${local.internal_arn}/callbacks/*", "${local.internal_arn}/logs/*"] },
       { sid = "ListInternal", actions = ["s3:ListBucket"], resources = [local.internal_arn] },
       { sid = "RunKeys", actions = ["ssm:GetParameter"], resources = [local.run_key_arn] },
-    ]
-    launcher = concat(local.moves_runs, [
+      # A running order's output so far, every 10 s, removed once it ends.
+      { sid = "PartialLogs", actions = ["s3:DeleteObject"], resources = ["${local.internal_arn}/logs/*"] },
+      { sid = "AssumeOrderRole", actions = ["sts:AssumeRole"], resources = [aws_iam_role.order.arn] },
+    ])
+    launcher = concat(local.moves_runs, local.note_failures, local.read_tokens, [
       # Presigned URLs carry the signer's rights: GET of the bundle, PUT of the result and log.
       { sid = "Bundles", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/exec/*"] },
       { sid = "Results", actions = ["s3:PutObject"], resources = ["${local.internal_arn}/callbacks/*", "${local.internal_arn}/logs/*"] },
       { sid = "StartBuilds", actions = ["codebuild:StartBuild"], resources = [aws_codebuild_project.worker.arn] },
-      { sid = "SendCommands", actions = ["ssm:SendCommand"], resources = [
-        aws_ssm_document.run_commands.arn,
+      # A command needs the document and each target: only instances carrying the operator's
+      # tag may be targets (ssm_instance_tag), whatever an order's instance ids or tags say.
+      { sid = "SendCommandDocument", actions = ["ssm:SendCommand"], resources = [aws_ssm_document.run_commands.arn] },
+      { sid = "SendCommandToTaggedInstances", actions = ["ssm:SendCommand"], resources = [
         "arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*",
         "arn:${local.partition}:ssm:${var.region}:${local.account_id}:managed-instance/*",
+        ], conditions = [
+        { test = "StringEquals", variable = "ssm:resourceTag/${local.ssm_tag_key}", values = [local.ssm_tag_value] },
       ] },
     ])
-    orchestrator = concat(local.moves_runs, [
+    orchestrator = concat(local.moves_runs, local.note_failures, local.read_tokens, [
       { sid = "ReadResults", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/callbacks/*"] },
     ])
-    deadletters = concat(local.moves_runs, [
+    deadletters = concat(local.moves_runs, local.read_tokens, [
       { sid = "Requests", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/requests/*"] },
+      { sid = "DeadLetters", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.internal_arn}/dead-letters/*"] },
     ])
-    sweeper = concat(local.moves_runs, [
+    sweeper = concat(local.moves_runs, local.read_tokens, [
       { sid = "ReadResults", actions = ["s3:GetObject"], resources = ["${local.internal_arn}/callbacks/*"] },
     ])
   }
@@ -120,6 +148,14 @@ data "aws_iam_policy_document" "function" {
       sid       = statement.value.sid
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = try(statement.value.conditions, [])
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }
@@ -131,16 +167,57 @@ resource "aws_iam_role_policy" "function" {
   policy   = data.aws_iam_policy_document.function[each.key].json
 }
 
-# Lambda orders' commands run with the worker function's role, codebuild orders' with the
-# project's: whatever the orders do in AWS (a terraform apply) comes from these attachments.
-resource "aws_iam_role_policy_attachment" "worker_orders" {
-  for_each   = toset(var.order_policy_arns)
-  role       = aws_iam_role.function["worker"].name
-  policy_arn = each.value
+# The role orders' commands run with, in the worker function and in CodeBuild: the worker
+# assumes it with its own role and hands the orders that session, never its own credentials.
+# What the orders may do in AWS (a terraform apply) comes from order_policy_arns, attached here
+# and to no role of iac-ci's. Whatever those policies allow, this role may not read a run's key
+# or bundle, nor anything else of iac-ci's internal bucket: an order reaches nothing beyond its
+# own run.
+data "aws_iam_policy_document" "order_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.function["worker"].arn, aws_iam_role.codebuild.arn]
+    }
+  }
 }
 
-resource "aws_iam_role_policy_attachment" "codebuild_orders" {
+resource "aws_iam_role" "order" {
+  name                 = "${var.prefix}-order"
+  assume_role_policy   = data.aws_iam_policy_document.order_trust.json
+  max_session_duration = 43200 # the longest codebuild order is 8 hours
+}
+
+data "aws_iam_policy_document" "order" {
+  statement {
+    sid       = "NothingOfIacCi"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [local.internal_arn, "${local.internal_arn}/*"]
+  }
+  statement {
+    sid       = "NoRunKeys"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter", "ssm:DeleteParameter"]
+    resources = [local.run_key_arn]
+  }
+  statement {
+    sid       = "NoIacCiTables"
+    effect    = "Deny"
+    actions   = ["dynamodb:*"]
+    resources = local.table_arns
+  }
+}
+
+resource "aws_iam_role_policy" "order" {
+  name   = "${var.prefix}-order"
+  role   = aws_iam_role.order.id
+  policy = data.aws_iam_policy_document.order.json
+}
+
+resource "aws_iam_role_policy_attachment" "order" {
   for_each   = toset(var.order_policy_arns)
-  role       = aws_iam_role.codebuild.name
+  role       = aws_iam_role.order.name
   policy_arn = each.value
 }

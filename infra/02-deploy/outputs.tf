@@ -44,3 +44,12 @@ output "codebuild_project" {
 output "ssm_document" {
   value = aws_ssm_document.run_commands.name
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies: subscribe a pager, a chat hook or a mailbox to it."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "dashboard_name" {
+  value = aws_cloudwatch_dashboard.iac_ci.dashboard_name
+}

@@ -54,3 +54,32 @@ resource "aws_scheduler_schedule" "sweeper" {
     }
   }
 }
+
+# A CodeBuild build that dies without its result (out of memory, a failed provisioning, stopped,
+# timed out) ends its order at once: EventBridge hands its state change to the sweeper function,
+# which ends the attempt the build ran (consumers.BuildEvents), unless its result came first.
+resource "aws_cloudwatch_event_rule" "dead_builds" {
+  name        = "${var.prefix}-dead-builds"
+  description = "iac-ci: CodeBuild builds of the worker project that ended without success"
+  event_pattern = jsonencode({
+    source        = ["aws.codebuild"]
+    "detail-type" = ["CodeBuild Build State Change"]
+    detail = {
+      "project-name" = [aws_codebuild_project.worker.name]
+      "build-status" = ["FAILED", "FAULT", "STOPPED", "TIMED_OUT"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "dead_builds" {
+  rule = aws_cloudwatch_event_rule.dead_builds.name
+  arn  = aws_lambda_function.fn["sweeper"].arn
+}
+
+resource "aws_lambda_permission" "dead_builds" {
+  statement_id  = "dead-builds"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn["sweeper"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.dead_builds.arn
+}

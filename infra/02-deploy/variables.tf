@@ -89,7 +89,7 @@ variable "code_bucket_arns" {
 }
 
 variable "order_policy_arns" {
-  description = "Managed policies attached to the roles orders run with (the worker function's for lambda orders, the CodeBuild project's for codebuild orders): what the orders' commands may do in AWS, e.g. apply your Terraform."
+  description = "Managed policies attached to the order role, which orders' commands run with (lambda and codebuild orders): what they may do in AWS, e.g. apply your Terraform. Never attached to iac-ci's own roles; whatever they allow, the order role cannot read iac-ci's bucket, tables or run keys."
   type        = list(string)
   default     = []
 }
@@ -120,6 +120,26 @@ variable "worker_max_concurrency" {
   description = "How many lambda orders run at once at most (2 to 1000)."
   type        = number
   default     = 20
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrency per function, by name (webhook, intake, worker, launcher, orchestrator, deadletters, sweeper): what it may use at most, and is guaranteed. A function left out shares the account's unreserved pool. The worker's must be at least worker_max_concurrency."
+  type        = map(number)
+  default     = {}
+  validation {
+    condition     = alltrue([for name, n in var.reserved_concurrency : contains(["webhook", "intake", "worker", "launcher", "orchestrator", "deadletters", "sweeper"], name) && n >= 0 && n == floor(n)])
+    error_message = "reserved_concurrency: keys are function names (webhook, intake, worker, launcher, orchestrator, deadletters, sweeper), values whole numbers from 0 (the function is stopped)."
+  }
+}
+
+variable "ssm_instance_tag" {
+  description = "The tag an instance must carry for the launcher to send it an ssm order's command, as key=value. Instances without it are out of iac-ci's reach."
+  type        = string
+  default     = "iac-ci:allowed=true"
+  validation {
+    condition     = can(regex("^[^=]+=.+$", var.ssm_instance_tag))
+    error_message = "ssm_instance_tag: key=value, such as iac-ci:allowed=true."
+  }
 }
 
 variable "codebuild_compute_type" {
@@ -156,6 +176,12 @@ variable "object_retention_days" {
   description = "Days after which objects in the internal bucket (requests, bundles, results, logs) expire; 0 keeps them."
   type        = number
   default     = 90
+}
+
+variable "done_retention_days" {
+  description = "Days after which a finished run's object in the done bucket (what GET /done/{run_id} answers) expires; 0 keeps them."
+  type        = number
+  default     = 365
 }
 
 variable "deletion_protection" {
