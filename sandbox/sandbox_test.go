@@ -1,0 +1,229 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iac-ci/iac-ci/sandbox"
+)
+
+// openDir makes a folder any user may write in (the order user too, when the tests run as
+// root), for commands to leave proof in.
+func openDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// workDir makes a working directory as consumers.WorkDirs does, owned by whom commands run as.
+func workDir(t *testing.T, sb *sandbox.Sandbox) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "order-1")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := sb.RunsAs()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func requireNamespaces(t *testing.T, sb *sandbox.Sandbox) {
+	t.Helper()
+	if mode, err := sb.Mode(); mode != sandbox.Namespaces {
+		t.Fatalf("orders run in mode %s (%v); this machine allows PID, mount and user namespaces, so they must run in %s",
+			mode, err, sandbox.Namespaces)
+	}
+}
+
+func run(t *testing.T, sb *sandbox.Sandbox, script, dir string, hide ...string) (string, int) {
+	t.Helper()
+	cmd := sb.Command(script, dir, []string{"PATH=" + os.Getenv("PATH"), "ORDER_VAR=mine"}, hide...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = cmd.ProcessState.ExitCode()
+		if code == -1 {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+	}
+	return out.String(), code
+}
+
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
+}
+
+// Processes a command leaves behind, in a new session or double-forked, end with it.
+func TestCommandLeavesNoProcessBehind(t *testing.T) {
+	sb := sandbox.Default
+	requireNamespaces(t, sb)
+	out := openDir(t)
+	dir := workDir(t, sb)
+	script := `setsid sleep 60 & (sleep 60 & echo started) ; echo $$ > ` + out + `/inner; ` +
+		`ls /proc | grep -c '^[0-9]' > ` + out + `/count; exit 3`
+	log, code := run(t, sb, script, dir)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", code, log)
+	}
+	// Within its namespace the command saw only its own processes: the init, sh, the two
+	// sleeps, ls and grep.
+	data, err := os.ReadFile(filepath.Join(out, "count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(data))); n > 6 || n < 3 {
+		t.Errorf("the command saw %d processes in /proc, want only its own few", n)
+	}
+	// Every sleep of the machine that is ours is gone: none may be a child of a dead init.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := sleepers(t)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes %v outlived the command", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sleepers lists the live `sleep 60` processes whose environment holds ORDER_VAR=mine.
+func sleepers(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if string(cmdline) == "sleep\x0060\x00" && bytes.Contains(env, []byte("ORDER_VAR=mine")) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Hidden folders and files read as empty; the working directory, under a hidden folder, stays.
+func TestCommandCannotReadHiddenPaths(t *testing.T) {
+	sb := sandbox.Default
+	requireNamespaces(t, sb)
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "secret.db"), []byte("data-folder-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretsFile := filepath.Join(t.TempDir(), "secrets.json")
+	if err := os.WriteFile(secretsFile, []byte(`{"x": "secrets-file-value"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(data, "work")
+	if err := os.MkdirAll(filepath.Join(work, "order-other"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "order-other", "tfstate"), []byte("other-order-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(work, "order-1")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := sb.RunsAs()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	script := `echo own > own.txt && cat own.txt; pwd; ` +
+		`cat ` + data + `/secret.db ` + secretsFile + ` ` + work + `/order-other/tfstate 2>&1; ` +
+		`cat ` + dir + `/../order-other/tfstate 2>&1; echo LISTING; ls -a ` + data + ` ` + work + `; echo END; ` +
+		`cat /proc/*/environ 2>/dev/null | tr '\0' '\n' | grep -c ORDER_VAR; id -u`
+	log, code := run(t, sb, script, dir, data, secretsFile)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, log)
+	}
+	for _, v := range []string{"data-folder-value", "secrets-file-value", "other-order-value"} {
+		if strings.Contains(log, v) {
+			t.Errorf("the command read %q:\n%s", v, log)
+		}
+	}
+	_, listing, _ := strings.Cut(log, "LISTING")
+	listing, _, _ = strings.Cut(listing, "END")
+	for _, name := range []string{"order-other", "secret.db"} {
+		if strings.Contains(listing, name) {
+			t.Errorf("the command listed %q:\n%s", name, listing)
+		}
+	}
+	if !strings.Contains(log, "own\n"+dir+"\n") {
+		t.Errorf("the command did not work in its own directory %s:\n%s", dir, log)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "own.txt")); err != nil || string(got) != "own\n" {
+		t.Errorf("own.txt: %q %v", got, err)
+	}
+	if os.Geteuid() == 0 && strings.HasSuffix(strings.TrimSpace(log), "\n0") {
+		t.Errorf("iac-ci is root, and so was the command:\n%s", log)
+	}
+}
+
+// The same tests, run by a user that is not root: commands then run in a user namespace of their
+// own. Run when the tests run as root, as the order user (the test binary is copied where that
+// user can run it).
+func TestAsUnprivilegedUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		return // this run is the unprivileged one
+	}
+	u, err := sandbox.LookupUser("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := openDir(t)
+	bin := filepath.Join(dir, "sandbox.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestCommand", "-test.v", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, "HOME=" + dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestCommandCannotReadHiddenPaths") ||
+		!strings.Contains(string(out), "--- PASS: TestCommandLeavesNoProcessBehind") {
+		t.Fatalf("as uid %d: %v\n%s", u.UID, err, out)
+	}
+}
