@@ -128,9 +128,9 @@ type spec struct {
 	Dir string `json:"dir"`
 	// AsRoot: iac-ci is root, and sh runs as UID:GID; otherwise sh runs in a user namespace of
 	// its own as UID:GID, iac-ci's own ids, without capabilities.
-	AsRoot   bool `json:"as_root,omitempty"`
-	UID      int  `json:"uid"`
-	GID      int  `json:"gid"`
+	AsRoot bool `json:"as_root,omitempty"`
+	UID    int  `json:"uid"`
+	GID    int  `json:"gid"`
 	// Shell is the path of sh, looked up by iac-ci.
 	Shell string `json:"shell"`
 	// Probe: only set the namespaces up, and say so.
