@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // Version is set at build time with -ldflags "-X github.com/iac-ci/iac-ci/cli.Version=...".
@@ -48,6 +50,12 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 	}
 	var err error
 	switch args[0] {
+	case "run", "serve", "worker", "lambda":
+		if code := prepareSandbox(getenv, stderr); code != 0 {
+			return code
+		}
+	}
+	switch args[0] {
 	case "run":
 		return runCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "serve":
@@ -79,6 +87,28 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 	if err != nil {
 		fmt.Fprintln(stderr, "iac-ci:", err)
 		return ExitError
+	}
+	return 0
+}
+
+// EnvOrderUser names the user that orders' commands run as when iac-ci runs as root (a user name
+// or uid:gid); by default the user iac-ci-order, or nobody where there is none.
+const EnvOrderUser = "IAC_CI_ORDER_USER"
+
+// prepareSandbox makes this process unreadable to the orders it runs (not dumpable: no
+// /proc/<pid>/environ or mem for them) and finds whom orders run as.
+func prepareSandbox(getenv Env, stderr io.Writer) int {
+	if err := sandbox.Protect(); err != nil {
+		fmt.Fprintln(stderr, "iac-ci:", err)
+		return ExitError
+	}
+	if name := getenv(EnvOrderUser); name != "" && os.Geteuid() == 0 {
+		u, err := sandbox.LookupUser(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "iac-ci: %s: %v\n", EnvOrderUser, err)
+			return ExitRejected
+		}
+		sandbox.Default.User = &u
 	}
 	return 0
 }

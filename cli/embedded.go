@@ -24,6 +24,7 @@ import (
 	"github.com/iac-ci/iac-ci/producers"
 	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/queues/sqlitequeue"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/secrets/localsecrets"
@@ -96,6 +97,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 	if o.Visibility <= 0 {
 		o.Visibility = 15 * time.Second
 	}
+	sandbox.Default.LogTo(o.Log) // says once how orders are confined
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = 2 * time.Second
 	}
@@ -286,7 +288,8 @@ func (s *System) Start(ctx context.Context) error {
 			// The workers run beside the orchestrator: each hands its results to it in this
 			// process, rather than storing result.json for the results queue to carry back here.
 			w := &consumers.Worker{Engine: e, Queue: q(queues.Orders(string(t))), Visibility: s.Opts.Visibility,
-				WorkRoot: workRoot, BaseEnv: consumers.WorkerEnv(), Opener: opener, Recorder: orch, Dirs: dirs}
+				WorkRoot: workRoot, BaseEnv: consumers.LocalEnv(), Opener: opener, Recorder: orch, Dirs: dirs,
+				Hide: []string{s.Opts.DataDir, s.Opts.SecretsFile}}
 			s.go_(func() { _ = w.Run(ctx) })
 		}
 		dl := &consumers.DeadLetters{Engine: e, Queue: q(queues.Orders(string(t)) + queues.DeadLetterSuffix),

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
 	"github.com/iac-ci/iac-ci/masking"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/sealing"
 )
 
@@ -62,6 +65,12 @@ type Task struct {
 	Dirs *WorkDirs
 	// BaseEnv is the environment the commands start from, before the order's own.
 	BaseEnv []string
+	// Hide names folders and files of this process that the commands must not reach (the data
+	// folder, the secrets file, a key file); the folder holding the working directory, where
+	// other orders work, is hidden too. See package sandbox for how, and when it cannot.
+	Hide []string
+	// Sandbox confines the commands; nil uses sandbox.Default.
+	Sandbox *sandbox.Sandbox
 	Log     *slog.Logger
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -144,6 +153,17 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	if err != nil {
 		return fail("bundle refused: " + err.Error())
 	}
+	sb := t.Sandbox
+	if sb == nil {
+		sb = sandbox.Default
+	}
+	if sb.DropsPrivileges() {
+		// The commands run as the order user: their working directory is theirs.
+		uid, gid := sb.RunsAs()
+		if err := chownTree(dir, uid, gid); err != nil {
+			return fail("the working directory could not be handed to the order user: " + err.Error())
+		}
+	}
 	open := sealing.Open
 	if t.Opener != nil {
 		open = t.Opener.Open
@@ -164,7 +184,8 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	// Masked as it streams in, before the log is cut to its last MaxLogBytes: a cut made first
 	// could keep the end of a value whose start it dropped, and no masking would find that.
 	maskedLog := (*masker).Writer(logBuf)
-	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, maskedLog)
+	confined := func(script string) *exec.Cmd { return sb.Command(script, dir, mergeEnv(t.BaseEnv, env), t.Hide...) }
+	status, code, reason, err := runCommands(ctx, m.Cmds, confined, deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {
 		return fail(err.Error())
@@ -182,7 +203,7 @@ var logBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 // to log. The commands write to a pipe this process reads itself, not through os/exec's copying:
 // a background child that keeps the pipe open would keep exec's Wait waiting, while here the
 // reading ends once the process group is gone.
-func runCommands(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
+func runCommands(ctx context.Context, cmds []string, command func(string) *exec.Cmd, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", 0, "", fmt.Errorf("make output pipe: %w", err)
@@ -198,35 +219,27 @@ func runCommands(ctx context.Context, cmds []string, dir string, env []string, d
 		r.Close()
 		close(copied)
 	}()
-	status, code, reason := runEach(ctx, cmds, dir, env, deadline, w)
+	status, code, reason := runEach(ctx, cmds, command, deadline, w)
 	w.Close()
 	select {
 	case <-copied:
 	case <-time.After(KillGrace):
-		// A process outside the group (one that called setsid) still holds the pipe.
+		// A process outside the group (one that called setsid) still holds the pipe: only where
+		// the commands run without a PID namespace of their own (sandbox.ProcessGroup).
 		r.Close()
 		<-copied
 	}
 	return status, code, reason, nil
 }
 
-// shell is the path of sh, looked up once: a lookup stats each folder of PATH in turn, which
-// at every command is a measurable part of running a short one.
-var shell = sync.OnceValue(func() string {
-	if path, err := exec.LookPath("sh"); err == nil {
-		return path
-	}
-	return "sh" // exec.Command reports the lookup's error when it runs
-})
-
-func runEach(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
+func runEach(ctx context.Context, cmds []string, command func(string) *exec.Cmd, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
 		fmt.Fprintf(out, "+ %s\n", c)
-		cmd := exec.Command(shell(), "-c", c)
-		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
 		// Its own process group, so that a timeout ends every process the command started; and
-		// killed if this process dies, so a crashed worker leaves no command running.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		// killed if this process dies, so a crashed worker leaves no command running (with
+		// everything it started, where the command has a PID namespace of its own).
+		cmd := command(c)
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			return domain.OrderFailed, -1, fmt.Sprintf("command %d could not start: %v", i+1, err)
 		}
@@ -272,6 +285,17 @@ func runEach(ctx context.Context, cmds []string, dir string, env []string, deadl
 	return domain.OrderSucceeded, 0, ""
 }
 
+// chownTree gives dir and everything under it (symlinks themselves, not their targets) to
+// uid:gid.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
 // mergeEnv returns base with env laid over it, sorted for a stable order.
 func mergeEnv(base []string, env map[string]string) []string {
 	type variable struct{ name, kv string }
@@ -304,6 +328,37 @@ func WorkerEnv() []string {
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IAC_CI_") {
 			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// shellEnv names the variables of this process that LocalEnv passes on: what a shell, its
+// tools and their TLS need, and nothing that iac-ci or the operator keeps there for themselves.
+// A trailing * is a prefix.
+var shellEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+// LocalEnv is the environment commands start from where they run on iac-ci's own machine
+// (embedded, and `iac-ci worker` on a build or an instance): the variables of shellEnv and of
+// extra (names, or prefixes ending in *) of this process's environment, and no other. The rest
+// of it may hold what is not the order's: the webhook secret, a GitHub token, the values that
+// env: secret locations read, credentials.
+func LocalEnv(extra ...string) []string {
+	keep := append(slices.Clone(shellEnv), extra...)
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "IAC_CI_") {
+			continue
+		}
+		for _, k := range keep {
+			if prefix, ok := strings.CutSuffix(k, "*"); ok && strings.HasPrefix(name, prefix) || name == k {
+				out = append(out, kv)
+				break
+			}
 		}
 	}
 	return out

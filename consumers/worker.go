@@ -32,6 +32,8 @@ type Worker struct {
 	// of WorkRoot): share one among the Workers of a process.
 	Dirs    *WorkDirs
 	BaseEnv []string
+	// Hide names what the commands must not reach (Task.Hide).
+	Hide []string
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
 	// Recorder, when set, records each result in this process (Orchestrator.RecordClaimed)
@@ -120,7 +122,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	if err != nil {
 		return err
 	}
-	task.HTTPClient, task.Opener, task.Dirs = w.HTTPClient, w.Opener, w.Dirs
+	task.HTTPClient, task.Opener, task.Dirs, task.Hide = w.HTTPClient, w.Opener, w.Dirs, w.Hide
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordClaimed(ctx, o, r) }
 	}

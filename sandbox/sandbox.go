@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -146,6 +147,9 @@ type Sandbox struct {
 	// the kernel allows.
 	Off bool
 
+	logMu sync.Mutex
+	log   *slog.Logger
+
 	once    sync.Once
 	mode    Mode
 	user    User
@@ -162,6 +166,34 @@ func (s *Sandbox) Mode() (Mode, error) {
 	return s.mode, s.probErr
 }
 
+// LogTo makes log hear, once, which mode commands run in, and why when not Namespaces, unless a
+// logger was given before.
+func (s *Sandbox) LogTo(log *slog.Logger) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.log == nil {
+		s.log = log
+	}
+}
+
+// probe finds the mode and the user, and says which.
+func (s *Sandbox) probe() {
+	s.find()
+	s.logMu.Lock()
+	log := s.log
+	s.logMu.Unlock()
+	if log == nil {
+		return
+	}
+	uid, gid := s.user.UID, s.user.GID
+	if s.mode == Namespaces {
+		log.Info("orders run confined", "mode", s.mode.String(), "uid", uid, "gid", gid)
+		return
+	}
+	log.Warn("orders run without namespaces: a process an order starts in a new session can outlive it, "+
+		"and orders can see this machine's processes", "mode", s.mode.String(), "uid", uid, "gid", gid, "reason", s.probErr)
+}
+
 // RunsAs returns the uid and gid commands run as (iac-ci's own when it is not root).
 func (s *Sandbox) RunsAs() (uid, gid int) {
 	s.once.Do(s.probe)
@@ -175,7 +207,7 @@ func (s *Sandbox) DropsPrivileges() bool {
 	return s.user.UID != os.Geteuid()
 }
 
-func (s *Sandbox) probe() {
+func (s *Sandbox) find() {
 	s.user = User{UID: os.Geteuid(), GID: os.Getegid()}
 	if os.Geteuid() == 0 {
 		u := s.User

@@ -41,7 +41,7 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			data := t.TempDir()
-			marks := t.TempDir()
+			marks := openDir(t)
 			job := map[string]any{
 				"username": "crash",
 				"orders": []map[string]any{

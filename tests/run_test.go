@@ -94,14 +94,14 @@ func TestRunToleratedFailure(t *testing.T) {
 
 func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := openDir(t)
 	pidFile := filepath.Join(dir, "pid")
 	job := `username: newcomer
 orders:
   - order_name: hang
     timeout: 2
     cmds:
-      - "sleep 30 & echo $! > ` + pidFile + `; wait"
+      - "MARK=` + dir + ` sleep 30 & echo $! > ` + pidFile + `; wait"
   - order_name: after
     dependencies: [hang]
     timeout: 60
@@ -119,20 +119,12 @@ orders:
 	if r.took > 15*time.Second {
 		t.Errorf("took %s; the timeout is 2 s", r.took)
 	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
+	if _, err := os.ReadFile(pidFile); err != nil {
 		t.Fatal(err)
 	}
 	// The background sleep was in the order's process group, so it must be gone (or a zombie
 	// waiting for whoever adopted it to reap it: dead all the same).
-	if alive(pid) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		t.Fatalf("the order's background process %d outlived its timeout", pid)
-	}
+	requireGone(t, "MARK="+dir, "the order's timeout")
 }
 
 func TestRunRejectsInvalidJob(t *testing.T) {
@@ -196,7 +188,7 @@ func alive(pid int) bool {
 // data folder and says the run is dropped with it.
 func TestRunInterruptedDropsItsTemporaryFolder(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := openDir(t)
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
@@ -207,7 +199,7 @@ orders:
   - order_name: long
     timeout: 120
     cmds:
-      - "sleep 60 & echo $! > ` + pidFile + `; wait"
+      - "MARK=` + dir + ` sleep 60 & echo $! > ` + pidFile + `; wait"
 `
 	path := writeJob(t, dir, job)
 	cmd := exec.CommandContext(t.Context(), binary, "run", path)
@@ -217,13 +209,12 @@ orders:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var pid int
 	waitForCondition(t, "the order to start", 30*time.Second, func() bool {
 		data, err := os.ReadFile(pidFile)
 		if err != nil {
 			return false
 		}
-		pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
+		_, err = strconv.Atoi(strings.TrimSpace(string(data)))
 		return err == nil
 	})
 	if entries, _ := os.ReadDir(tmp); len(entries) != 1 {
@@ -243,10 +234,7 @@ orders:
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Errorf("TMPDIR still holds %v after the run ended", entries)
 	}
-	if alive(pid) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		t.Fatalf("the order's background process %d outlived the interrupted run", pid)
-	}
+	requireGone(t, "MARK="+dir, "the interrupted run")
 }
 
 // writeJob writes a job file in dir and returns its path.
