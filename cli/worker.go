@@ -108,7 +108,7 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		// The build's or instance's own settings, not its credentials: an order's commands get
 		// those of a role of their own, never the worker's.
 		BaseEnv: consumers.LocalEnv("AWS_REGION", "AWS_DEFAULT_REGION", "CODEBUILD_*"), Log: log,
-		Hide:    []string{in.keyFile},
+		Hide: []string{in.keyFile},
 	}
 	if in.logURL != "" {
 		task.LogKey = blobs.LogKey(runID, orderNum, attempt)
