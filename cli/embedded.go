@@ -60,6 +60,9 @@ type Options struct {
 	// Runners run beside the consumers, from Start until its ctx ends (the pull-request
 	// reporter's publishing loop); each gets the open system, whose store and URL it may need.
 	Runners []func(ctx context.Context, s *System)
+	// AllowEnv names the variables that env: secret locations may read on jobs that arrive
+	// over HTTP (producers.Accepter.AllowEnv).
+	AllowEnv []string
 }
 
 // System is one embedded iac-ci: its ports on SQLite and a folder, the engine, the producers
@@ -211,7 +214,7 @@ func OpenEmbedded(ctx context.Context, o Options) (*System, error) {
 		// process that restarts after it should not wait minutes.
 		RequeueAfter: 4 * o.Visibility, WaitRecheck: 4 * o.Visibility, Grace: 10 * time.Second,
 	}
-	s.Accepter = &producers.Accepter{Blobs: internal, Queues: broker, DoneURL: doneURL, Embedded: true}
+	s.Accepter = &producers.Accepter{Blobs: internal, Queues: broker, DoneURL: doneURL, Embedded: true, AllowEnv: o.AllowEnv}
 	getenv := o.Getenv
 	if getenv == nil {
 		getenv = os.Getenv

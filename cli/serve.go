@@ -24,6 +24,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	backend := fs.String("backend", "embedded", "embedded (SQLite and a folder) or aws")
 	visibility := fs.Duration("visibility", 15*time.Second, "embedded: how long a received message stays hidden; consumers extend it while they work, so it bounds how soon a dead consumer's work is retried")
+	allowEnv := fs.String("allow-env", "", "comma-separated variables of this process's environment that jobs arriving over HTTP may name as env:NAME secret locations (default: none)")
 	publicURL := fs.String("public-url", "", "where people and GitHub reach this server, for links in comments and done_endpt (default: the listening address)")
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
@@ -48,6 +49,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	opts := Options{
 		DataDir: *dataDir, Addr: *addr, Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv, Log: log,
 		WebhookSecret: []byte(*secret), Insecure: *insecure, Visibility: *visibility, PublicURL: *publicURL,
+		AllowEnv: splitList(*allowEnv),
 	}
 	if err := gh.apply(&opts, log); err != nil {
 		return err
