@@ -2,6 +2,8 @@ package sandbox_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,13 +219,80 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run", "^TestCommand", "-test.v", "-test.count=1")
+	cmd := exec.Command(bin, "-test.run", "^(TestCommand|TestProtect)", "-test.v", "-test.count=1")
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, "HOME=" + dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestCommandCannotReadHiddenPaths") ||
-		!strings.Contains(string(out), "--- PASS: TestCommandLeavesNoProcessBehind") {
+		!strings.Contains(string(out), "--- PASS: TestCommandLeavesNoProcessBehind") ||
+		!strings.Contains(string(out), "--- PASS: TestProtectHidesTheEnvironmentFromTheSameUser") {
 		t.Fatalf("as uid %d: %v\n%s", u.UID, err, out)
+	}
+}
+
+// TestMain lets the test binary play a process holding a value in its environment: with
+// PROTECT_TEST set it protects itself if that says so, says it is ready and waits for its stdin
+// to close.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("PROTECT_TEST"); mode != "" {
+		if mode == "protect" {
+			if err := sandbox.Protect(); err != nil {
+				fmt.Println(err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// A protected process's environment and memory cannot be read by another process of its user
+// (an order's command run without a sandbox, the weakest mode). Root may read them all the same,
+// so this runs in TestAsUnprivilegedUser only.
+func TestProtectHidesTheEnvironmentFromTheSameUser(t *testing.T) {
+	if os.Geteuid() == 0 {
+		return // root reads every process; TestAsUnprivilegedUser runs this as another user
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(protected bool) string {
+		t.Helper()
+		mode := "plain"
+		if protected {
+			mode = "protect"
+		}
+		p := exec.Command(self)
+		p.Env = []string{"PROTECT_TEST=" + mode, "PROTECT_TEST_VALUE=value-of-the-protected-process"}
+		in, err := p.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := p.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { in.Close(); _ = p.Wait() }()
+		line := make([]byte, 6)
+		if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
+			t.Fatalf("the %s process did not start: %q %v", mode, line, err)
+		}
+		pid := strconv.Itoa(p.Process.Pid)
+		out, _ := exec.Command("sh", "-c", "cat /proc/"+pid+"/environ; head -c 64 /proc/"+pid+"/mem").CombinedOutput()
+		return string(out)
+	}
+	// Unprotected, it can: the test can fail.
+	if out := read(false); !strings.Contains(out, "value-of-the-protected-process") {
+		t.Fatalf("the unprotected environment could not be read either:\n%s", out)
+	}
+	if out := read(true); strings.Contains(out, "value-of-the-protected-process") {
+		t.Fatalf("a process of the same user read the protected process's environment:\n%s", out)
 	}
 }
