@@ -184,7 +184,14 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	// Masked as it streams in, before the log is cut to its last MaxLogBytes: a cut made first
 	// could keep the end of a value whose start it dropped, and no masking would find that.
 	maskedLog := (*masker).Writer(logBuf)
-	confined := func(script string) *exec.Cmd { return sb.Command(script, dir, mergeEnv(t.BaseEnv, env), t.Hide...) }
+	base := t.BaseEnv
+	if sb.DropsPrivileges() {
+		// iac-ci's home is not the order user's to write: tools that keep files in $HOME keep
+		// them in the working directory instead, unless the order sets HOME itself.
+		base = append(slices.Clone(base), "HOME="+dir)
+	}
+	cmdEnv := mergeEnv(base, env)
+	confined := func(script string) *exec.Cmd { return sb.Command(script, dir, cmdEnv, t.Hide...) }
 	status, code, reason, err := runCommands(ctx, m.Cmds, confined, deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {

@@ -337,6 +337,8 @@ func TestExecute(t *testing.T) {
 					`test "$DB_PASSWORD" = '` + dbPassword + `'`,
 					`test "$API_TOKEN" = '` + apiToken + `'`,
 					`test -f main.tf && test "$PLAIN" = order && test "$FROM_BASE" = yes`,
+					// Home is writable: iac-ci's own, or the working directory for the order user.
+					`touch "$HOME/.written" && test -w "$HOME"`,
 					`echo all good`,
 				},
 			}},
