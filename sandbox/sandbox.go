@@ -19,9 +19,10 @@
 // their own process group, as before; the README's security section says what each mode does and
 // does not guarantee.
 //
-// Every binary that runs orders must let the init run: this package does it in its init function
-// when the process was started under InitName, so iac-ci and the test binary of any package that
-// imports it (through consumers) can play the part without a hook of their own.
+// Every binary that runs orders must let the init run: package internal/orderinit, which this
+// package imports, does it in its init function when the process was started under InitName, so
+// iac-ci and the test binary of any package that imports this one (through consumers) can play
+// the part without a hook of their own.
 package sandbox
 
 import (
@@ -38,10 +39,12 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/iac-ci/iac-ci/internal/orderinit"
 )
 
 // InitName is the name (argv[0]) under which this binary is the init of a command's namespaces.
-const InitName = "iac-ci-order-init"
+const InitName = orderinit.Name
 
 // Mode is how commands are confined.
 type Mode int
@@ -119,23 +122,6 @@ func parseIDs(s string) (int, int, bool) {
 	uid, err1 := strconv.Atoi(a)
 	gid, err2 := strconv.Atoi(b)
 	return uid, gid, err1 == nil && err2 == nil && uid >= 0 && gid >= 0
-}
-
-// spec is what the init is handed, as its first argument.
-type spec struct {
-	// Hide are absolute paths covered with an empty folder (or, for a file, /dev/null).
-	Hide []string `json:"hide,omitempty"`
-	// Dir is the command's working directory; it stays reachable whatever is hidden.
-	Dir string `json:"dir"`
-	// AsRoot: iac-ci is root, and sh runs as UID:GID; otherwise sh runs in a user namespace of
-	// its own as UID:GID, iac-ci's own ids, without capabilities.
-	AsRoot bool `json:"as_root,omitempty"`
-	UID    int  `json:"uid"`
-	GID    int  `json:"gid"`
-	// Shell is the path of sh, looked up by iac-ci.
-	Shell string `json:"shell"`
-	// Probe: only set the namespaces up, and say so.
-	Probe bool `json:"probe,omitempty"`
 }
 
 // Sandbox confines commands. The zero value confines with the order user found by LookupUser;
@@ -234,7 +220,7 @@ func (s *Sandbox) find() {
 	if os.Geteuid() == 0 {
 		_ = os.Chown(dir, s.user.UID, s.user.GID)
 	}
-	cmd, err := s.command(spec{Dir: dir, Probe: true}, "true", nil)
+	cmd, err := s.command(orderinit.Spec{Dir: dir, Probe: true}, "true", nil)
 	if err == nil {
 		var out []byte
 		out, err = cmd.CombinedOutput()
@@ -275,12 +261,12 @@ func (s *Sandbox) Command(script, dir string, env []string, hide ...string) *exe
 		}
 	}
 	d, _ := filepath.Abs(dir)
-	cmd, _ := s.command(spec{Hide: abs, Dir: d}, script, env)
+	cmd, _ := s.command(orderinit.Spec{Hide: abs, Dir: d}, script, env)
 	return cmd
 }
 
 // command builds the init's command line and namespaces.
-func (s *Sandbox) command(sp spec, script string, env []string) (*exec.Cmd, error) {
+func (s *Sandbox) command(sp orderinit.Spec, script string, env []string) (*exec.Cmd, error) {
 	sp.AsRoot = os.Geteuid() == 0
 	sp.UID, sp.GID, sp.Shell = s.user.UID, s.user.GID, shell()
 	arg, err := json.Marshal(sp)

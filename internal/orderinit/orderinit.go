@@ -1,4 +1,9 @@
-package sandbox
+// Package orderinit is the init process of an order's command (see package sandbox): when this
+// binary is started under the name Name, the package's init function plays that part and exits
+// before main runs. It lives apart from package sandbox, and imports little, so that it runs
+// early in the binary's package initialization: every command an order runs starts it, and the
+// initialization of the rest of iac-ci (the AWS SDK, SOPS) would be most of its cost.
+package orderinit
 
 import (
 	"encoding/json"
@@ -6,17 +11,39 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
+
+// oPath is O_PATH, which package syscall does not name (golang.org/x/sys/unix does, but
+// importing it would put this package's init later). The same on every Linux architecture
+// iac-ci is built for (amd64, arm64).
+const oPath = 0x200000
+
+// Name is the name (argv[0]) under which this binary is the init of a command's namespaces.
+const Name = "iac-ci-order-init"
+
+// Spec is what the init is handed, as its first argument (JSON).
+type Spec struct {
+	// Hide are absolute paths covered with an empty folder (or, for a file, /dev/null).
+	Hide []string `json:"hide,omitempty"`
+	// Dir is the command's working directory; it stays reachable whatever is hidden.
+	Dir string `json:"dir"`
+	// AsRoot: iac-ci is root, and sh runs as UID:GID; otherwise sh runs in a user namespace of
+	// its own as UID:GID, iac-ci's own ids, without capabilities.
+	AsRoot bool `json:"as_root,omitempty"`
+	UID    int  `json:"uid"`
+	GID    int  `json:"gid"`
+	// Shell is the path of sh, looked up by iac-ci.
+	Shell string `json:"shell"`
+	// Probe: only set the namespaces up, and say so.
+	Probe bool `json:"probe,omitempty"`
+}
 
 // When this binary was started as a command's init, it plays that part and exits before main
 // (or a test binary's TestMain) runs.
 func init() {
-	if len(os.Args) != 3 || os.Args[0] != InitName {
+	if len(os.Args) != 3 || os.Args[0] != Name {
 		return
 	}
 	os.Exit(runInit(os.Args[1], os.Args[2]))
@@ -29,7 +56,7 @@ const exitSetUp = 126
 // (128+n when a signal n ended it). It reaps every process re-parented to it meanwhile, as a
 // PID 1 must; when it returns, the kernel kills whatever of the command still runs.
 func runInit(arg, script string) int {
-	var sp spec
+	var sp Spec
 	if err := json.Unmarshal([]byte(arg), &sp); err != nil {
 		fmt.Fprintf(os.Stderr, "iac-ci: the order's init: malformed arguments: %v\n", err)
 		return exitSetUp
@@ -85,16 +112,16 @@ func runInit(arg, script string) int {
 // covered, the working directory stays reachable (by the order user too), and /proc shows only
 // this PID namespace. Last, the init makes itself not dumpable, so the command cannot read its
 // memory, environment or open folders through /proc/1.
-func setUp(sp spec) error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+func setUp(sp Spec) error {
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
 	// The working directory, held before anything is hidden, to be put back where it was.
-	dirFD, err := unix.Open(sp.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dirFD, err := syscall.Open(sp.Dir, oPath|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open the working directory: %w", err)
 	}
-	defer unix.Close(dirFD)
+	defer syscall.Close(dirFD)
 	hide := slices.Clone(sp.Hide)
 	slices.SortFunc(hide, func(a, b string) int { return len(a) - len(b) }) // outer folders first
 	for _, p := range hide {
@@ -124,7 +151,7 @@ func setUp(sp spec) error {
 	if err := os.MkdirAll(sp.Dir, 0o755); err != nil {
 		return fmt.Errorf("make the way to the working directory: %w", err)
 	}
-	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", dirFD), sp.Dir, "", unix.MS_BIND, ""); err != nil {
+	if err := syscall.Mount(fmt.Sprintf("/proc/self/fd/%d", dirFD), sp.Dir, "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("put the working directory back: %w", err)
 	}
 	// The init's own working directory is the one it was started in, under what is now
@@ -132,11 +159,11 @@ func setUp(sp spec) error {
 	if err := os.Chdir(sp.Dir); err != nil {
 		return fmt.Errorf("enter the working directory: %w", err)
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("make the init not dumpable: %w", err)
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
+		return fmt.Errorf("make the init not dumpable: %w", errno)
 	}
 	return nil
 }
@@ -144,24 +171,26 @@ func setUp(sp spec) error {
 // cover hides p: a folder under an empty, read-only one; a file under /dev/null.
 func cover(p string, dir bool) error {
 	if dir {
-		if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64k"); err != nil {
+		if err := syscall.Mount("tmpfs", p, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755,size=64k"); err != nil {
 			return fmt.Errorf("hide %s: %w", p, err)
 		}
 		return nil
 	}
-	if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+	if err := syscall.Mount("/dev/null", p, "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("hide %s: %w", p, err)
 	}
 	return nil
 }
 
-// ancestors returns the folders above dir, outermost first, without "/".
+// ancestors returns the folders above dir (absolute and clean), outermost first, without "/".
+// Not with path/filepath: importing it would put this package's init after most of iac-ci's.
 func ancestors(dir string) []string {
 	var out []string
-	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
-		out = append(out, d)
+	for i := 1; i < len(dir); i++ {
+		if dir[i] == '/' {
+			out = append(out, dir[:i])
+		}
 	}
-	slices.Reverse(out)
 	return out
 }
 
@@ -179,14 +208,4 @@ func searchable(st os.FileInfo, uid, gid int) bool {
 		return perm&0o010 != 0
 	}
 	return perm&0o001 != 0
-}
-
-// Protect makes this process not dumpable: a process of the same user without CAP_SYS_PTRACE
-// (an order's command) can then read neither its memory nor its environment through /proc, and
-// cannot ptrace it. iac-ci calls it first thing; commands it starts are dumpable again.
-func Protect() error {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("make iac-ci not dumpable: %w", err)
-	}
-	return nil
 }
