@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -157,12 +156,8 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	if sb == nil {
 		sb = sandbox.Default
 	}
-	if sb.DropsPrivileges() {
-		// The commands run as the order user: their working directory is theirs.
-		uid, gid := sb.RunsAs()
-		if err := chownTree(dir, uid, gid); err != nil {
-			return fail("the working directory could not be handed to the order user: " + err.Error())
-		}
+	if err := sb.Prepare(dir, filepath.Dir(dir)); err != nil {
+		return fail(err.Error())
 	}
 	open := sealing.Open
 	if t.Opener != nil {
@@ -290,17 +285,6 @@ func runEach(ctx context.Context, cmds []string, command func(string) *exec.Cmd,
 		}
 	}
 	return domain.OrderSucceeded, 0, ""
-}
-
-// chownTree gives dir and everything under it (symlinks themselves, not their targets) to
-// uid:gid.
-func chownTree(dir string, uid, gid int) error {
-	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, uid, gid)
-	})
 }
 
 // mergeEnv returns base with env laid over it, sorted for a stable order.

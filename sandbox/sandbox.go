@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -191,6 +192,48 @@ func (s *Sandbox) RunsAs() (uid, gid int) {
 func (s *Sandbox) DropsPrivileges() bool {
 	s.once.Do(s.probe)
 	return s.user.UID != os.Geteuid()
+}
+
+// Prepare readies dir, a fresh working directory, for commands to run in: when they run as
+// another user (iac-ci is root), it gives them dir and everything in it, and, without
+// namespaces, opens workRoot (the folder holding every order's directory, iac-ci's own) to be
+// passed through and checks that every folder above it may be passed through too: with
+// namespaces the init puts dir where the order user reaches it. The error says what to change.
+func (s *Sandbox) Prepare(dir, workRoot string) error {
+	if !s.DropsPrivileges() {
+		return nil
+	}
+	uid, gid := s.RunsAs()
+	if err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid) // symlinks themselves, not their targets
+	}); err != nil {
+		return fmt.Errorf("hand the working directory to the order user: %w", err)
+	}
+	if mode, _ := s.Mode(); mode == Namespaces {
+		return nil
+	}
+	if err := os.Chmod(workRoot, 0o711); err != nil {
+		return fmt.Errorf("open the folder of working directories to the order user: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for _, a := range orderinit.Ancestors(abs) {
+		st, err := os.Stat(a)
+		if err != nil {
+			return err
+		}
+		if !orderinit.Searchable(st, uid, gid) {
+			return fmt.Errorf("the order user (uid %d) may not pass through %s to the working directory, and without "+
+				"namespaces iac-ci cannot put it elsewhere: allow it (chmod o+x %s), keep the data folder under one it may pass, "+
+				"or run iac-ci where the kernel allows PID and mount namespaces", uid, a, a)
+		}
+	}
+	return nil
 }
 
 func (s *Sandbox) find() {

@@ -296,3 +296,42 @@ func TestProtectHidesTheEnvironmentFromTheSameUser(t *testing.T) {
 		t.Fatalf("a process of the same user read the protected process's environment:\n%s", out)
 	}
 }
+
+// Without namespaces, iac-ci as root still runs commands as the order user, in a working
+// directory handed to that user; one it cannot reach is refused with what to change.
+func TestWithoutNamespacesRootStillDropsToTheOrderUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		return // not root: commands run as iac-ci's own user, there is nothing to drop
+	}
+	sb := &sandbox.Sandbox{Off: true}
+	if mode, _ := sb.Mode(); mode != sandbox.ProcessGroup {
+		t.Fatalf("mode %s with Off set", mode)
+	}
+	uid, _ := sb.RunsAs()
+
+	closed := t.TempDir() // under the test's own folder, of mode 0700
+	dir := filepath.Join(closed, "order-1")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Prepare(dir, closed); err == nil || !strings.Contains(err.Error(), "chmod o+x "+filepath.Dir(closed)) {
+		t.Errorf("Prepare of an unreachable directory: %v; want it refused, naming the folder to open", err)
+	}
+
+	open := openDir(t)
+	root := filepath.Join(open, "work")
+	dir = filepath.Join(root, "order-1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte("# code"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Prepare(dir, root); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	log, code := run(t, sb, `id -u; cat main.tf && echo written > out.txt`, dir)
+	if code != 0 || !strings.HasPrefix(log, strconv.Itoa(uid)+"\n") || !strings.Contains(log, "# code") {
+		t.Fatalf("exit %d, want 0 as uid %d reading its code:\n%s", code, uid, log)
+	}
+}

@@ -136,12 +136,12 @@ func setUp(sp Spec) error {
 	if sp.AsRoot {
 		// Folders on the way to the working directory that the order user may not pass (a
 		// home of mode 0700) are covered too: it could read nothing of them anyway.
-		for _, a := range ancestors(sp.Dir) {
+		for _, a := range Ancestors(sp.Dir) {
 			st, err := os.Stat(a)
 			if err != nil {
 				break // under a covered folder: made below
 			}
-			if !searchable(st, sp.UID, sp.GID) {
+			if !Searchable(st, sp.UID, sp.GID) {
 				if err := cover(a, true); err != nil {
 					return err
 				}
@@ -182,9 +182,9 @@ func cover(p string, dir bool) error {
 	return nil
 }
 
-// ancestors returns the folders above dir (absolute and clean), outermost first, without "/".
+// Ancestors returns the folders above dir (absolute and clean), outermost first, without "/".
 // Not with path/filepath: importing it would put this package's init after most of iac-ci's.
-func ancestors(dir string) []string {
+func Ancestors(dir string) []string {
 	var out []string
 	for i := 1; i < len(dir); i++ {
 		if dir[i] == '/' {
@@ -194,8 +194,8 @@ func ancestors(dir string) []string {
 	return out
 }
 
-// searchable reports whether uid:gid (without supplementary groups) may pass through the folder.
-func searchable(st os.FileInfo, uid, gid int) bool {
+// Searchable reports whether uid:gid (without supplementary groups) may pass through the folder.
+func Searchable(st os.FileInfo, uid, gid int) bool {
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	if !ok {
 		return false
