@@ -21,6 +21,7 @@ import (
 	"github.com/iac-ci/iac-ci/blobs"
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/secrets/awssecrets"
 )
 
@@ -101,6 +102,7 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		return err
 	}
 	log := newLogger(stderr, *logFormat, *logLevel).With("run_id", runID, "order_num", orderNum, "attempt", attempt)
+	sandbox.Default.LogTo(log) // says how the commands are confined
 
 	client := &http.Client{Timeout: 10 * time.Minute}
 	task := consumers.Task{

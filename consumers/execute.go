@@ -186,7 +186,11 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 		base = append(slices.Clone(base), "HOME="+dir)
 	}
 	cmdEnv := mergeEnv(base, env)
-	confined := func(script string) *exec.Cmd { return sb.Command(script, dir, cmdEnv, t.Hide...) }
+	confined := func(script string, out *os.File) (*exec.Cmd, error) {
+		cmd := sb.Command(script, dir, cmdEnv, t.Hide...)
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd, sb.Start(cmd)
+	}
 	status, code, reason, err := runCommands(ctx, m.Cmds, confined, deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {
@@ -205,7 +209,7 @@ var logBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 // to log. The commands write to a pipe this process reads itself, not through os/exec's copying:
 // a background child that keeps the pipe open would keep exec's Wait waiting, while here the
 // reading ends once the process group is gone.
-func runCommands(ctx context.Context, cmds []string, command func(string) *exec.Cmd, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
+func runCommands(ctx context.Context, cmds []string, start startFunc, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", 0, "", fmt.Errorf("make output pipe: %w", err)
@@ -221,7 +225,7 @@ func runCommands(ctx context.Context, cmds []string, command func(string) *exec.
 		r.Close()
 		close(copied)
 	}()
-	status, code, reason := runEach(ctx, cmds, command, deadline, w)
+	status, code, reason := runEach(ctx, cmds, start, deadline, w)
 	w.Close()
 	select {
 	case <-copied:
@@ -234,21 +238,22 @@ func runCommands(ctx context.Context, cmds []string, command func(string) *exec.
 	return status, code, reason, nil
 }
 
-func runEach(ctx context.Context, cmds []string, command func(string) *exec.Cmd, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
+// startFunc starts one command with its output and errors going to out.
+type startFunc func(script string, out *os.File) (*exec.Cmd, error)
+
+func runEach(ctx context.Context, cmds []string, start startFunc, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
 		fmt.Fprintf(out, "+ %s\n", c)
 		// Its own process group, so that a timeout ends every process the command started; and
 		// killed if this process dies, so a crashed worker leaves no command running (with
 		// everything it started, where the command has a PID namespace of its own).
-		cmd := command(c)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
+		cmd, err := start(c, out)
+		if err != nil {
 			return domain.OrderFailed, -1, fmt.Sprintf("command %d could not start: %v", i+1, err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		timer := time.NewTimer(time.Until(deadline))
-		var err error
 		timedOut, cancelled := false, false
 		select {
 		case err = <-done:

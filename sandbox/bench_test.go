@@ -25,7 +25,11 @@ func BenchmarkConfinedCommand(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if err := sandbox.Default.Command("true", dir, nil).Run(); err != nil {
+		cmd := sandbox.Default.Command("true", dir, nil)
+		if err := sandbox.Default.Start(cmd); err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
 			b.Fatal(err)
 		}
 	}

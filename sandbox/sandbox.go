@@ -26,6 +26,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,10 +266,13 @@ func (s *Sandbox) find() {
 	}
 	cmd, err := s.command(orderinit.Spec{Dir: dir, Probe: true}, "true", nil)
 	if err == nil {
-		var out []byte
-		out, err = cmd.CombinedOutput()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err = s.Start(cmd); err == nil {
+			err = cmd.Wait()
+		}
 		if err != nil {
-			err = fmt.Errorf("%w: %s", err, out)
+			err = fmt.Errorf("%w: %s", err, out.String())
 		}
 	}
 	if err != nil {
@@ -306,6 +310,15 @@ func (s *Sandbox) Command(script, dir string, env []string, hide ...string) *exe
 	d, _ := filepath.Abs(dir)
 	cmd, _ := s.command(orderinit.Spec{Hide: abs, Dir: d}, script, env)
 	return cmd
+}
+
+// Start starts a command made by Command; use it rather than cmd.Start, which cannot start a
+// confined command once this process is protected (Protect) and not root.
+func (s *Sandbox) Start(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr != nil && cmd.SysProcAttr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+		return startDumpable(cmd)
+	}
+	return cmd.Start()
 }
 
 // command builds the init's command line and namespaces.

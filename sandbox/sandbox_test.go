@@ -57,7 +57,11 @@ func run(t *testing.T, sb *sandbox.Sandbox, script, dir string, hide ...string) 
 	cmd := sb.Command(script, dir, []string{"PATH=" + os.Getenv("PATH"), "ORDER_VAR=mine"}, hide...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := sb.Start(cmd)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	err = cmd.Wait()
 	code := 0
 	if err != nil {
 		code = cmd.ProcessState.ExitCode()
@@ -226,7 +230,8 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestCommandCannotReadHiddenPaths") ||
 		!strings.Contains(string(out), "--- PASS: TestCommandLeavesNoProcessBehind") ||
-		!strings.Contains(string(out), "--- PASS: TestProtectHidesTheEnvironmentFromTheSameUser") {
+		!strings.Contains(string(out), "--- PASS: TestProtectHidesTheEnvironmentFromTheSameUser") ||
+		!strings.Contains(string(out), "--- PASS: TestProtectedProcessStillConfinesCommands") {
 		t.Fatalf("as uid %d: %v\n%s", u.UID, err, out)
 	}
 }
@@ -333,5 +338,21 @@ func TestWithoutNamespacesRootStillDropsToTheOrderUser(t *testing.T) {
 	log, code := run(t, sb, `id -u; cat main.tf && echo written > out.txt`, dir)
 	if code != 0 || !strings.HasPrefix(log, strconv.Itoa(uid)+"\n") || !strings.Contains(log, "# code") {
 		t.Fatalf("exit %d, want 0 as uid %d reading its code:\n%s", code, uid, log)
+	}
+}
+
+// A protected process (iac-ci, which protects itself first thing) still starts confined
+// commands: as a user, it must write their uid_map, which its children's /proc files hide from it
+// unless it is dumpable the moment it starts them. This protects the test process for good, so
+// it runs last.
+func TestProtectedProcessStillConfinesCommands(t *testing.T) {
+	sb := &sandbox.Sandbox{}
+	if err := sandbox.Protect(); err != nil {
+		t.Fatal(err)
+	}
+	requireNamespaces(t, sb)
+	dir := workDir(t, sb)
+	if log, code := run(t, sb, "echo confined > out.txt; cat out.txt", dir); code != 0 || log != "confined\n" {
+		t.Fatalf("exit %d:\n%s", code, log)
 	}
 }
