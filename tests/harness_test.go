@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // binary is the iac-ci built for this test run.
@@ -127,11 +128,50 @@ func freeAddr(t *testing.T) string {
 // already ended.
 func startServer(t *testing.T, data string, env []string, args ...string) *server {
 	t.Helper()
+	return startServerAs(t, nil, data, env, args...)
+}
+
+// serverUser is a user other than the tests' that a server runs as: a copy of the binary it may
+// run, and a folder it may work in.
+type serverUser struct {
+	cred      *syscall.Credential
+	bin, home string
+}
+
+// asOrderUser makes a serverUser of the user that orders run as when iac-ci is root, for tests
+// of iac-ci run by a user. The tests run as root; the caller checks.
+func asOrderUser(t *testing.T) *serverUser {
+	t.Helper()
+	u, err := sandbox.LookupUser("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := openDir(t)
+	bin := filepath.Join(home, "iac-ci")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &serverUser{cred: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}, bin: bin, home: home}
+}
+
+// startServerAs is startServer, run as user when it is not nil.
+func startServerAs(t *testing.T, user *serverUser, data string, env []string, args ...string) *server {
+	t.Helper()
 	addr := freeAddr(t)
 	all := append([]string{"serve", "--addr", addr, "--data", data, "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, all...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
+	if user != nil {
+		cmd = exec.Command(user.bin, all...)
+		cmd.Dir = user.home
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + user.home, "TMPDIR=" + user.home}, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: user.cred}
+	}
 	errb := &lockedBuffer{}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = errb

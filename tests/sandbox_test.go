@@ -28,10 +28,39 @@ const (
 // hide a leak from the test.
 func TestSandboxOrderFindsNoSecretOfTheServerOrOfAnotherRun(t *testing.T) {
 	t.Parallel()
-	data := filepath.Join(t.TempDir(), "data")
+	t.Run("iac-ci as root", func(t *testing.T) {
+		t.Parallel()
+		requireOrderFindsNothing(t, nil)
+	})
+	// iac-ci run by a user: the order runs as that same user, so only the namespaces, the
+	// mounts and iac-ci being not dumpable stand between it and the values.
+	t.Run("iac-ci as a user", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() != 0 {
+			requireOrderFindsNothing(t, nil) // the test itself runs as a user
+			return
+		}
+		requireOrderFindsNothing(t, asOrderUser(t))
+	})
+}
+
+func requireOrderFindsNothing(t *testing.T, user *serverUser) {
+	data := filepath.Join(openDir(t), "data")
 	loot := openDir(t)
 	secretsFile := writeSecretsFile(t, 0o600)
-	s := startServer(t, data, []string{
+	if user != nil {
+		// The server's own, as the README asks of a secrets file: mode 0600, its user's.
+		if err := os.Chown(secretsFile, int(user.cred.Uid), int(user.cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Dir(secretsFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Dir(filepath.Dir(secretsFile)), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startServerAs(t, user, data, []string{
 		"IAC_CI_WEBHOOK_SECRET=" + hostileWebhookSecret, "IAC_CI_GITHUB_TOKEN=" + hostileGitHubToken,
 		"OPERATOR_TOKEN=" + hostileOperatorToken,
 	}, "--secrets", secretsFile, "--github-api-url", "http://127.0.0.1:9/")
@@ -76,6 +105,9 @@ func TestSandboxOrderFindsNoSecretOfTheServerOrOfAnotherRun(t *testing.T) {
 		t.Fatalf("the victim run %s\n%s", v.Status, s.log())
 	}
 
+	if !strings.Contains(s.log(), `"msg":"orders run confined","mode":"namespaces"`) {
+		t.Errorf("the server did not say its orders run in namespaces:\n%s", s.log())
+	}
 	got, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatalf("the hostile order left no loot: %v", err)
