@@ -15,9 +15,13 @@
 //   - runs sh as an unprivileged user: the order user when iac-ci is root, or iac-ci's own user
 //     without capabilities in a user namespace of its own.
 //
-// Where the kernel refuses the namespaces (Probe says which), commands run as plain children in
-// their own process group, as before; the README's security section says what each mode does and
-// does not guarantee.
+// Where the kernel refuses the namespaces (Mode says which, and why), commands run as plain
+// children in their own process group; docs/security.md says what each mode guarantees and what
+// it does not.
+//
+// The init costs a start of this binary per command: for iac-ci, a binary of about 100 MB, about
+// 4 ms of CPU (perf stat), most of it the Go runtime's start-up and page faults, not the
+// namespaces (about 0.3 ms).
 //
 // Every binary that runs orders must let the init run: package internal/orderinit, which this
 // package imports, does it in its init function when the process was started under InitName, so
