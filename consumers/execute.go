@@ -70,6 +70,10 @@ type Task struct {
 	Hide []string
 	// Sandbox confines the commands; nil uses sandbox.Default.
 	Sandbox *sandbox.Sandbox
+	// Session, when set, starts the commands (a Worker keeps one): each costs a fork and an
+	// exec of sh instead of a start of iac-ci as its init. Its work root must be the folder that
+	// holds the working directory. A session that ended is passed over for Sandbox's commands.
+	Session *sandbox.Session
 	Log     *slog.Logger
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -186,10 +190,16 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 		base = append(slices.Clone(base), "HOME="+dir)
 	}
 	cmdEnv := mergeEnv(base, env)
-	confined := func(script string, out *os.File) (*exec.Cmd, error) {
+	confined := func(script string, out *os.File) (running, error) {
+		if t.Session != nil {
+			r, err := t.Session.Run(script, dir, cmdEnv, out)
+			if !errors.Is(err, sandbox.ErrSessionEnded) {
+				return sessionCommand{r}, err
+			}
+		}
 		cmd := sb.Command(script, dir, cmdEnv, t.Hide...)
 		cmd.Stdout, cmd.Stderr = out, out
-		return cmd, sb.Start(cmd)
+		return execCommand{cmd}, sb.Start(cmd)
 	}
 	status, code, reason, err := runCommands(ctx, m.Cmds, confined, deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
@@ -239,7 +249,49 @@ func runCommands(ctx context.Context, cmds []string, start startFunc, deadline t
 }
 
 // startFunc starts one command with its output and errors going to out.
-type startFunc func(script string, out *os.File) (*exec.Cmd, error)
+type startFunc func(script string, out *os.File) (running, error)
+
+// running is a command started, in its own process group.
+type running interface {
+	// wait waits for the command and returns its exit code (-1 when it has none) and, unless
+	// it exited with 0, an error.
+	wait() (int, error)
+	// signal sends sig to the command's process group.
+	signal(sig syscall.Signal)
+}
+
+// execCommand is a command this process started (sandbox.Sandbox.Command).
+type execCommand struct{ cmd *exec.Cmd }
+
+func (c execCommand) wait() (int, error) {
+	err := c.cmd.Wait()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode(), err
+	}
+	return -1, err
+}
+
+func (c execCommand) signal(sig syscall.Signal) { _ = syscall.Kill(-c.cmd.Process.Pid, sig) }
+
+// sessionCommand is a command a sandbox.Session started.
+type sessionCommand struct{ r *sandbox.Running }
+
+func (c sessionCommand) wait() (int, error) {
+	code, err := c.r.Wait()
+	switch {
+	case err != nil:
+		return -1, err
+	case code != 0:
+		return code, fmt.Errorf("exit status %d", code)
+	}
+	return 0, nil
+}
+
+func (c sessionCommand) signal(sig syscall.Signal) { _ = c.r.Signal(sig) }
 
 func runEach(ctx context.Context, cmds []string, start startFunc, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
@@ -251,42 +303,41 @@ func runEach(ctx context.Context, cmds []string, start startFunc, deadline time.
 		if err != nil {
 			return domain.OrderFailed, -1, fmt.Sprintf("command %d could not start: %v", i+1, err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		type ended struct {
+			code int
+			err  error
+		}
+		done := make(chan ended, 1)
+		go func() { code, err := cmd.wait(); done <- ended{code, err} }()
+		var end ended
 		timer := time.NewTimer(time.Until(deadline))
 		timedOut, cancelled := false, false
 		select {
-		case err = <-done:
+		case end = <-done:
 		case <-timer.C:
 			timedOut = true
 		case <-ctx.Done():
 			cancelled = true
 		}
 		timer.Stop()
-		pgid := cmd.Process.Pid
 		if timedOut || cancelled {
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			cmd.signal(syscall.SIGTERM)
 			select {
-			case err = <-done:
+			case end = <-done:
 			case <-time.After(KillGrace):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				err = <-done
+				cmd.signal(syscall.SIGKILL)
+				end = <-done
 			}
 		}
 		// Whatever the command left running in the background ends with it.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		cmd.signal(syscall.SIGKILL)
 		switch {
 		case timedOut:
 			return domain.OrderTimedOut, -1, fmt.Sprintf("timed out: command %d was still running when the order's timeout passed", i+1)
 		case cancelled:
 			return domain.OrderFailed, -1, "the worker stopped while the order ran"
-		case err != nil:
-			code := -1
-			var exitErr *exec.ExitError
-			if errors.As(err, &exitErr) {
-				code = exitErr.ExitCode()
-			}
-			return domain.OrderFailed, code, fmt.Sprintf("command %d exited with %d", i+1, code)
+		case end.err != nil:
+			return domain.OrderFailed, end.code, fmt.Sprintf("command %d exited with %d", i+1, end.code)
 		}
 	}
 	return domain.OrderSucceeded, 0, ""

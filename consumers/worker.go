@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -13,6 +14,7 @@ import (
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
 	"github.com/iac-ci/iac-ci/store"
@@ -34,6 +36,8 @@ type Worker struct {
 	BaseEnv []string
 	// Hide names what the commands must not reach (Task.Hide).
 	Hide []string
+
+	session *sandbox.Session // the init that starts this Worker's commands, once opened
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
 	// Recorder, when set, records each result in this process (Orchestrator.RecordClaimed)
@@ -48,7 +52,45 @@ type Worker struct {
 
 // Run takes one message at a time until ctx ends; run several Workers for concurrency.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.closeSession()
 	return Consume(ctx, w.Queue, 1, w.Engine.Logger(), w.Handle)
+}
+
+// openSession returns the Worker's sandbox.Session, opening it at the first order; nil where
+// commands cannot run in namespaces, or the session could not start (each command then starts
+// its own init). A Worker runs one order at a time, so its session serves one command at a time.
+func (w *Worker) openSession(ctx context.Context) *sandbox.Session {
+	if w.session != nil && w.session.Ended() {
+		w.closeSession()
+	}
+	if w.session != nil {
+		return w.session
+	}
+	if mode, _ := sandbox.Default.Mode(); mode != sandbox.Namespaces {
+		return nil
+	}
+	root := w.WorkRoot
+	if w.Dirs != nil {
+		root = w.Dirs.Root
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		w.Engine.Logger().WarnContext(ctx, "open the orders' session", "err", err)
+		return nil
+	}
+	ss, err := sandbox.Default.Open(root, w.Hide...)
+	if err != nil {
+		w.Engine.Logger().WarnContext(ctx, "open the orders' session", "err", err)
+		return nil
+	}
+	w.session = ss
+	return ss
+}
+
+func (w *Worker) closeSession() {
+	if w.session != nil {
+		_ = w.session.Close()
+		w.session = nil
+	}
 }
 
 // Claim moves an order to running under a new attempt. An order is claimed from queued, or from
@@ -123,6 +165,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 		return err
 	}
 	task.HTTPClient, task.Opener, task.Dirs, task.Hide = w.HTTPClient, w.Opener, w.Dirs, w.Hide
+	task.Session = w.openSession(ctx)
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordClaimed(ctx, o, r) }
 	}

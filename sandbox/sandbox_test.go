@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -223,7 +224,7 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run", "^(TestCommand|TestProtect)", "-test.v", "-test.count=1")
+	cmd := exec.Command(bin, "-test.run", "^(TestCommand|TestSession|TestProtect)", "-test.v", "-test.count=1")
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, "HOME=" + dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}}
@@ -231,7 +232,8 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestCommandCannotReadHiddenPaths") ||
 		!strings.Contains(string(out), "--- PASS: TestCommandLeavesNoProcessBehind") ||
 		!strings.Contains(string(out), "--- PASS: TestProtectHidesTheEnvironmentFromTheSameUser") ||
-		!strings.Contains(string(out), "--- PASS: TestProtectedProcessStillConfinesCommands") {
+		!strings.Contains(string(out), "--- PASS: TestProtectedProcessStillConfinesCommands") ||
+		!strings.Contains(string(out), "--- PASS: TestSessionConfinesEachCommand") {
 		t.Fatalf("as uid %d: %v\n%s", u.UID, err, out)
 	}
 }
@@ -355,4 +357,97 @@ func TestProtectedProcessStillConfinesCommands(t *testing.T) {
 	if log, code := run(t, sb, "echo confined > out.txt; cat out.txt", dir); code != 0 || log != "confined\n" {
 		t.Fatalf("exit %d:\n%s", code, log)
 	}
+}
+
+// A Session starts its commands as Command does, at the cost of a fork and an exec of sh: each
+// sees its own working directory and not another's, hidden paths read as empty, and what a
+// command leaves behind ends with it.
+func TestSessionConfinesEachCommand(t *testing.T) {
+	sb := sandbox.Default
+	requireNamespaces(t, sb)
+	data := t.TempDir()
+	secretsFile := filepath.Join(data, "secrets.json")
+	if err := os.WriteFile(secretsFile, []byte("secrets-file-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(data, "work")
+	var dirs []string
+	for _, name := range []string{"order-a", "order-b"} {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "state"), []byte("value-of-"+name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Prepare(dir, root); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	ss, err := sb.Open(root, data, secretsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	out := openDir(t)
+	for i, dir := range dirs {
+		other := dirs[1-i]
+		logFile, err := os.Create(filepath.Join(out, "log"+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := `cat state; echo; cat ` + other + `/state ` + secretsFile + ` 2>&1; ls ` + root + `; ` +
+			`ls /proc | grep -c '^[0-9]'; MARK=` + out + ` setsid sleep 60 & exit 7`
+		r, err := ss.Run(script, dir, []string{"PATH=" + os.Getenv("PATH"), "ORDER_VAR=mine"}, logFile)
+		logFile.Close()
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		code, err := r.Wait()
+		log, _ := os.ReadFile(logFile.Name())
+		if err != nil || code != 7 {
+			t.Fatalf("command %d: exit %d %v, want 7\n%s", i, code, err, log)
+		}
+		own, otherName := filepath.Base(dir), filepath.Base(other)
+		if !strings.HasPrefix(string(log), "value-of-"+own+"\n") {
+			t.Errorf("command %d did not read its own state:\n%s", i, log)
+		}
+		for _, v := range []string{"value-of-" + otherName, "secrets-file-value"} {
+			if strings.Contains(string(log), v) {
+				t.Errorf("command %d read %q:\n%s", i, v, log)
+			}
+		}
+		if strings.Contains(string(log), otherName+"\n") {
+			t.Errorf("command %d listed %s:\n%s", i, otherName, log)
+		}
+		for _, pid := range sleepersWith(t, "MARK="+out) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("command %d left process %d running", i, pid)
+		}
+	}
+	if err := ss.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+}
+
+// sleepersWith lists the live processes whose environment holds marker.
+func sleepersWith(t *testing.T, marker string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if slices.Contains(strings.Split(string(env), "\x00"), marker) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -38,6 +38,9 @@ type Spec struct {
 	Shell string `json:"shell"`
 	// Probe: only set the namespaces up, and say so.
 	Probe bool `json:"probe,omitempty"`
+	// Serve: start commands on requests (serve.go), each in a directory under WorkRoot.
+	Serve    bool   `json:"serve,omitempty"`
+	WorkRoot string `json:"work_root,omitempty"`
 }
 
 // When this binary was started as a command's init, it plays that part and exits before main
@@ -60,6 +63,9 @@ func runInit(arg, script string) int {
 	if err := json.Unmarshal([]byte(arg), &sp); err != nil {
 		fmt.Fprintf(os.Stderr, "iac-ci: the order's init: malformed arguments: %v\n", err)
 		return exitSetUp
+	}
+	if sp.Serve {
+		return serve(sp)
 	}
 	// A SIGTERM for the command's process group reaches sh and its children directly; the init
 	// waits for them to end (or for iac-ci's SIGKILL) instead of ending them at once by exiting.
