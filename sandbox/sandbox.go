@@ -19,9 +19,10 @@
 // children in their own process group; docs/security.md says what each mode guarantees and what
 // it does not.
 //
-// The init costs a start of this binary per command: for iac-ci, a binary of about 100 MB, about
+// That init costs a start of this binary per command: for iac-ci, a binary of about 100 MB, about
 // 4 ms of CPU (perf stat), most of it the Go runtime's start-up and page faults, not the
-// namespaces (about 0.3 ms).
+// namespaces (about 0.3 ms). A worker that runs many commands opens a Session instead: one init,
+// set up once, that starts each command in namespaces of its own nested in the init's.
 //
 // Every binary that runs orders must let the init run: package internal/orderinit, which this
 // package imports, does it in its init function when the process was started under InitName, so
