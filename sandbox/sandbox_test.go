@@ -397,7 +397,9 @@ func TestSessionConfinesEachCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Through the session's init too: its open folders (the real work root among them).
 		script := `cat state; echo; cat ` + other + `/state ` + secretsFile + ` 2>&1; ls ` + root + `; ` +
+			`for f in /proc/1/fd/* /proc/1/cwd /proc/1/root` + root + `; do ls "$f/" 2>/dev/null; done; ` +
 			`ls /proc | grep -c '^[0-9]'; MARK=` + out + ` setsid sleep 60 & exit 7`
 		r, err := ss.Run(script, dir, []string{"PATH=" + os.Getenv("PATH"), "ORDER_VAR=mine"}, logFile)
 		logFile.Close()
