@@ -34,3 +34,33 @@ func BenchmarkConfinedCommand(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSessionCommand(b *testing.B) {
+	root := b.TempDir()
+	dir := root + "/order-1"
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := sandbox.Default.Prepare(dir, root); err != nil {
+		b.Fatal(err)
+	}
+	ss, err := sandbox.Default.Open(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ss.Close()
+	out, err := os.Create(os.DevNull)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	for b.Loop() {
+		r, err := ss.Run("true", dir, nil, out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if code, err := r.Wait(); err != nil || code != 0 {
+			b.Fatal(code, err)
+		}
+	}
+}
