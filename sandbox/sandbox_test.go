@@ -453,3 +453,26 @@ func sleepersWith(t *testing.T, marker string) []int {
 	}
 	return out
 }
+
+// Started under its name by anyone but iac-ci (not as PID 1 of a namespace of its own), the init
+// refuses: its mounts would otherwise change the machine's own view. The test starts it in a
+// mount namespace of its own all the same, so that a broken refusal changes nothing outside.
+func TestInitRefusesToRunOutsideItsNamespaces(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spec := `{"dir":"` + dir + `","shell":"/bin/sh","probe":true}`
+	cmd := &exec.Cmd{Path: self, Args: []string{sandbox.InitName, spec, "true"}, Dir: dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	if os.Geteuid() != 0 {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+	}
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 126 || !strings.Contains(string(out), "runs only as the init") {
+		t.Fatalf("the init started by hand: %v\n%s", err, out)
+	}
+}

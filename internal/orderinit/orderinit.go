@@ -64,6 +64,13 @@ func runInit(arg, script string) int {
 		fmt.Fprintf(os.Stderr, "iac-ci: the order's init: malformed arguments: %v\n", err)
 		return exitSetUp
 	}
+	// Started by iac-ci, the init is PID 1 of a PID namespace of its own, in a mount namespace
+	// of its own. Started otherwise (by hand, under this name), its mounts would change the
+	// machine's own view: refuse.
+	if os.Getpid() != 1 {
+		fmt.Fprintf(os.Stderr, "iac-ci: %s runs only as the init of an order's namespaces, started by iac-ci\n", Name)
+		return exitSetUp
+	}
 	if sp.Serve {
 		return serve(sp)
 	}
