@@ -31,6 +31,8 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
 FROM alpine:${ALPINE_VERSION}
 # sh comes with the base (busybox); git clones git sources at intake and in the commands.
 RUN apk add --no-cache git ca-certificates
+# Run as root, iac-ci runs orders' commands as this user (docs/security.md).
+RUN adduser -S -D -H -h /nonexistent iac-ci-order
 COPY --from=build /iac-ci /usr/local/bin/iac-ci
 # Lambda runs ENTRYPOINT + CMD: `iac-ci lambda` speaks the Lambda Runtime API itself
 # (aws-lambda-go), so the image needs no runtime interface client. CodeBuild starts its own

@@ -59,9 +59,15 @@ type Options struct {
 	// process instead of PUTting result.json for the results queue to carry (embedded, where
 	// both run in one process and the round trip is pure cost).
 	ResultsInProcess bool
-	// BaseEnv is the environment orders start from; nil is consumers.WorkerEnv(). AWS
+	// BaseEnv is the environment orders start from; nil is consumers.LocalEnv(). AWS
 	// credentials in it are left out (consumers.WithoutCredentials).
 	BaseEnv []string
+	// Hide names folders and files of this process that orders' commands must not reach (the
+	// data folder, the secrets file): see package sandbox.
+	Hide []string
+	// AllowEnv names the variables env: secret locations may read on jobs that arrive over HTTP
+	// (producers.Accepter.AllowEnv).
+	AllowEnv []string
 	// SweepInterval is how often Serve sweeps; zero is a minute.
 	SweepInterval time.Duration
 	// Routes are read routes of the host's own (a debugging endpoint), guarded as every read
@@ -96,6 +102,7 @@ type System struct {
 	Routes []Route
 
 	workDirs *consumers.WorkDirs
+	workers  []*consumers.Worker
 	wg       sync.WaitGroup
 	flush    []func()
 }
@@ -148,7 +155,7 @@ func New(p Ports, o Options) (*System, error) {
 		Watchers: o.Watchers, Finishers: o.Finishers, Observers: []engine.Observer{s.Metrics}, DoneURL: doneURL,
 		RequeueAfter: p.RequeueAfter, WaitRecheck: p.WaitRecheck, Grace: p.Grace,
 	}
-	s.Accepter = &producers.Accepter{Blobs: p.Internal, Queues: p.Queues, DoneURL: doneURL, Embedded: p.Embedded}
+	s.Accepter = &producers.Accepter{Blobs: p.Internal, Queues: p.Queues, DoneURL: doneURL, Embedded: p.Embedded, AllowEnv: o.AllowEnv}
 	s.Intake = &producers.Intake{Engine: s.Engine, Secrets: p.Secrets, Getenv: p.Getenv, GetObject: p.GetObject,
 		GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken, WorkDir: intakeDir}
 	s.Server = &producers.Server{Accepter: s.Accepter, Store: p.Store, Done: p.Done, Secret: o.WebhookSecret,
@@ -181,11 +188,12 @@ func New(p Ports, o Options) (*System, error) {
 func (s *System) worker(opener *sealing.Opener) *consumers.Worker {
 	base := s.Opts.BaseEnv
 	if base == nil {
-		base = consumers.WorkerEnv()
+		base = consumers.LocalEnv()
 	}
 	w := &consumers.Worker{Engine: s.Engine, WorkRoot: s.workDirs.Root, Dirs: s.workDirs,
 		BaseEnv: consumers.WithoutCredentials(base), HTTPClient: s.Ports.HTTPClient, Opener: opener,
-		Credentials: s.Ports.OrderCredentials, Live: s.LiveLogs, LiveFlush: s.Ports.LiveLogFlush}
+		Credentials: s.Ports.OrderCredentials, Live: s.LiveLogs, LiveFlush: s.Ports.LiveLogFlush, Hide: s.Opts.Hide}
+	s.workers = append(s.workers, w)
 	if s.Opts.ResultsInProcess {
 		w.Recorder = s.Orchestrator
 	}
@@ -200,5 +208,11 @@ func (s *System) PublicURL() string {
 	return s.Opts.PublicURL()
 }
 
-// Close releases what the system holds beside its ports (the kept working directories).
-func (s *System) Close() error { return s.workDirs.Close() }
+// Close releases what the system holds beside its ports: the workers' sandbox sessions and the
+// kept working directories. Call it after Wait.
+func (s *System) Close() error {
+	for _, w := range s.workers {
+		_ = w.Close()
+	}
+	return s.workDirs.Close()
+}

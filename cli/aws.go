@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/awsbackend"
+	"github.com/iac-ci/iac-ci/consumers"
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // envAWSSerialize is the default of serve's --aws-serialize.
@@ -87,7 +89,10 @@ func serveAWS(ctx context.Context, o Options, f *awsServeFlags, getenv Env, stdo
 			_ = json.NewEncoder(w).Encode(calls.Report())
 		})}
 	}
-	// Results travel the AWS way, through result.json and the results queue.
+	// Results travel the AWS way, through result.json and the results queue. Lambda orders run
+	// here as in the worker function: with the order role's credentials, not this process's.
+	sandbox.Default.LogTo(o.Log)
+	o.baseEnv, o.hide = consumers.LocalEnv("AWS_REGION", "AWS_DEFAULT_REGION"), []string{o.DataDir}
 	if err := h.assemble(b.Ports(), o, filepath.Join(o.DataDir, "work"), false); err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // Version is set at build time with -ldflags "-X github.com/iac-ci/iac-ci/cli.Version=...".
@@ -61,6 +63,12 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 		return ExitRejected
 	}
 	var err error
+	switch args[0] {
+	case "run", "serve", "worker", "lambda":
+		if code := prepareSandbox(getenv, stderr); code != 0 {
+			return code
+		}
+	}
 	switch args[0] {
 	case "run":
 		return runCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
@@ -123,6 +131,28 @@ func Main(ctx context.Context, args []string, getenv Env, stdin io.Reader, stdou
 // commands are the commands `iac-ci help` knows.
 var commands = []string{"run", "validate", "serve", "logs", "rerun", "dlq", "worker", "aws-setup", "lambda", "version"}
 
+// EnvOrderUser names the user that orders' commands run as when iac-ci runs as root (a user name
+// or uid:gid); by default the user iac-ci-order, or nobody where there is none.
+const EnvOrderUser = "IAC_CI_ORDER_USER"
+
+// prepareSandbox makes this process unreadable to the orders it runs (not dumpable: no
+// /proc/<pid>/environ or mem for them) and finds whom orders run as.
+func prepareSandbox(getenv Env, stderr io.Writer) int {
+	if err := sandbox.Protect(); err != nil {
+		fmt.Fprintln(stderr, "iac-ci:", err)
+		return ExitError
+	}
+	if name := getenv(EnvOrderUser); name != "" && os.Geteuid() == 0 {
+		u, err := sandbox.LookupUser(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "iac-ci: %s: %v\n", EnvOrderUser, err)
+			return ExitRejected
+		}
+		sandbox.Default.User = &u
+	}
+	return 0
+}
+
 // usageError is a mistake in how the command was called.
 type usageError struct{ msg string }
 
@@ -149,4 +179,15 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// splitList reads a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }

@@ -174,7 +174,7 @@ orders:
 		{"both", []string{"../examples/.iac-ci.yml", "../examples/timeout.yaml"}, "", 0, []string{"valid .iac-ci.yml", "timeout.yaml: a valid job"}},
 		{"a job from stdin", []string{"-"}, "orders: [{cmds: [\"true\"], timeout: 5}]", 0, []string{"standard input: a valid job of 1 order"}},
 		{"an unknown field", []string{"-"}, badJob, 2, []string{"standard input: 1 problem:", `orders[0].timout: unknown field (did you mean "timeout"?)`}},
-		{"a cycle and a limit", []string{cyclic}, "", 2, []string{"2 problems:", "dependency cycle", "orders[1].timeout: 2000 exceeds the lambda limit of 900"}},
+		{"a cycle and a limit", []string{cyclic}, "", 2, []string{"2 problems:", "dependency cycle", "orders[1].timeout: 2000 exceeds the lambda limit of 840"}},
 		{"a bad config", []string{badConfig}, "", 2, []string{"2 problems:", "allow_forks: want true or false", "orders[0].when_modified[0]"}},
 		{"a config named otherwise", []string{"-"}, "allow_forks: true\norders: [{cmds: [\"true\"], timeout: 5}]\n", 2, []string{"allow_forks: unknown field in a job; if this is a repository's .iac-ci.yml, name it so or pass --config"}},
 		{"a config by flag", []string{"--config", "-"}, "allow_forks: maybe\norders: []\n", 2, []string{"allow_forks: want true or false"}},

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/assembly"
+	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/embedded"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // Options configure a host: what `iac-ci run` and `iac-ci serve` read from their flags.
@@ -45,6 +47,11 @@ type Options struct {
 	Runners   []func(ctx context.Context, s *assembly.System)
 	// Retention is how long a data folder keeps a run after it ended (0 keeps every run).
 	Retention time.Duration
+	// AllowEnv names the variables that env: secret locations may read on jobs that arrive
+	// over HTTP (producers.Accepter.AllowEnv).
+	AllowEnv []string
+	// baseEnv and hide are what orders start from and must not reach (assembly.Options).
+	baseEnv, hide []string
 	// routes are the host's own HTTP routes (serve --debug-aws-calls).
 	routes map[string]http.Handler
 }
@@ -84,6 +91,7 @@ func (h *host) assemble(p assembly.Ports, o Options, scratch string, inProcess b
 		GitHub: o.GitHub, GitBaseURL: o.GitBaseURL, GitHubToken: o.GitHubToken,
 		Watchers: o.Watchers, Finishers: o.Finishers, Runners: o.Runners,
 		ScratchDir: scratch, Workers: o.Workers, ResultsInProcess: inProcess, SweepInterval: o.SweepInterval,
+		BaseEnv: o.baseEnv, Hide: o.hide, AllowEnv: o.AllowEnv,
 		Routes: o.routes,
 	})
 	if err != nil {
@@ -113,6 +121,9 @@ func openEmbedded(ctx context.Context, o Options) (*host, error) {
 	if o.Retention > 0 {
 		o.Runners = append(o.Runners, func(ctx context.Context, s *assembly.System) { prune(ctx, b, o.Retention, o.Log) })
 	}
+	// Orders reach neither the data folder nor the secrets file (package sandbox).
+	sandbox.Default.LogTo(o.Log) // says once how orders are confined
+	o.baseEnv, o.hide = consumers.LocalEnv(), []string{o.DataDir, o.SecretsFile}
 	// The workers run beside the orchestrator: each hands its results to it in this process,
 	// rather than storing result.json for the results queue to carry back here.
 	if err := h.assemble(b.Ports, o, b.ScratchDir, true); err != nil {

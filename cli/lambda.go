@@ -14,6 +14,7 @@ import (
 
 	"github.com/iac-ci/iac-ci/assembly"
 	"github.com/iac-ci/iac-ci/awsbackend"
+	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/engine"
 	"github.com/iac-ci/iac-ci/lambdafn"
@@ -94,7 +95,8 @@ func lambdaSystem(ctx context.Context, name string, getenv Env, log *slog.Logger
 	if err != nil {
 		return fail(err)
 	}
-	o := assembly.Options{Log: log, GitBaseURL: getenv(lambdafn.EnvGitBaseURL), ScratchDir: lambdaScratch, Workers: 1}
+	o := assembly.Options{Log: log, GitBaseURL: getenv(lambdafn.EnvGitBaseURL), ScratchDir: lambdaScratch, Workers: 1,
+		BaseEnv: consumers.LocalEnv("AWS_REGION", "AWS_DEFAULT_REGION")}
 	base := strings.TrimSuffix(getenv(lambdafn.EnvPublicURL), "/")
 	if base != "" {
 		o.PublicURL = func() string { return base }

@@ -27,6 +27,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	backend := choiceFlag(fs, "backend", "embedded", "where state and queues live: SQLite and a folder, or AWS", "embedded", "aws")
 	visibility := fs.Duration("visibility", 15*time.Second, "embedded: how long a received message stays hidden; consumers extend it while they work, so it bounds how soon a dead consumer's work is retried")
 	retention := fs.Duration("retention", embedded.DefaultRetention, "embedded: how long the data folder keeps a run after it ended, its history, logs and objects included (0 keeps every run)")
+	allowEnv := fs.String("allow-env", "", "comma-separated variables of this process's environment that jobs arriving over HTTP may name as env:NAME secret locations (default: none)")
 	publicURL := fs.String("public-url", "", "where people and GitHub reach this server, for links in comments and done_endpt (default: the listening address)")
 	gh := addGitHubFlags(fs, getenv)
 	awsFlags := addAWSServeFlags(fs, getenv)
@@ -61,7 +62,7 @@ func serveCommand(ctx context.Context, args []string, getenv Env, stdout, stderr
 	opts := Options{
 		DataDir: *dataDir, Addr: *addr, Workers: *workers, SecretsFile: *secretsFile, Getenv: getenv, Log: log,
 		WebhookSecret: []byte(*secret), Insecure: *insecure, APIToken: []byte(*apiToken), Visibility: *visibility, PublicURL: *publicURL,
-		Retention: *retention,
+		Retention: *retention, AllowEnv: splitList(*allowEnv),
 	}
 	if *retention < 0 {
 		return usagef("--retention %s: want a duration of 0 (keep every run) or more", *retention)

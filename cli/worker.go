@@ -21,6 +21,7 @@ import (
 	"github.com/iac-ci/iac-ci/bundle"
 	"github.com/iac-ci/iac-ci/consumers"
 	"github.com/iac-ci/iac-ci/consumers/awslaunch"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/secrets/awssecrets"
 )
 
@@ -131,11 +132,15 @@ func workerCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		return err
 	}
 	log := newLogger(stderr, *logFormat, *logLevel).With("run_id", runID, "order_num", orderNum, "attempt", attempt)
+	sandbox.Default.LogTo(log) // says how the commands are confined
 
 	client := &http.Client{Timeout: 10 * time.Minute}
 	task := consumers.Task{
 		RunID: runID, OrderNum: orderNum, Attempt: attempt, CallbackURL: in.callbackURL,
-		BaseEnv: consumers.WithoutCredentials(consumers.WorkerEnv()), Log: log,
+		// The build's or instance's own settings, not its credentials: an order's commands get
+		// those of the order role, never the worker's.
+		BaseEnv: consumers.WithoutCredentials(consumers.LocalEnv("AWS_REGION", "AWS_DEFAULT_REGION", "CODEBUILD_*")), Log: log,
+		Hide: []string{in.keyFile},
 	}
 	if in.logURL != "" {
 		task.LogKey = blobs.LogKey(runID, orderNum, attempt)

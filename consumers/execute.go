@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/iac-ci/iac-ci/domain"
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
 	"github.com/iac-ci/iac-ci/masking"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/sealing"
 )
 
@@ -59,6 +61,16 @@ type Task struct {
 	Dirs *WorkDirs
 	// BaseEnv is the environment the commands start from, before the order's own.
 	BaseEnv []string
+	// Hide names folders and files of this process that the commands must not reach (the data
+	// folder, the secrets file, a key file); the folder holding the working directory, where
+	// other orders work, is hidden too. See package sandbox for how, and when it cannot.
+	Hide []string
+	// Sandbox confines the commands; nil uses sandbox.Default.
+	Sandbox *sandbox.Sandbox
+	// Session, when set, starts the commands (a Worker keeps one): each costs a fork and an
+	// exec of sh instead of a start of iac-ci as its init. Its work root must be the folder that
+	// holds the working directory. A session that ended is passed over for Sandbox's commands.
+	Session *sandbox.Session
 	Log     *slog.Logger
 	// HTTPClient delivers the result; nil uses a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -143,6 +155,13 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 	if err != nil {
 		return fail("bundle refused: " + err.Error())
 	}
+	sb := t.Sandbox
+	if sb == nil {
+		sb = sandbox.Default
+	}
+	if err := sb.Prepare(dir, filepath.Dir(dir)); err != nil {
+		return fail(err.Error())
+	}
 	open := sealing.Open
 	if t.Opener != nil {
 		open = t.Opener.Open
@@ -167,7 +186,25 @@ func run(ctx context.Context, t Task, res *domain.Result, masker **masking.Maske
 		out = io.MultiWriter(logBuf, t.Live)
 	}
 	maskedLog := (*masker).Writer(out)
-	status, code, reason, err := runCommands(ctx, m.Cmds, dir, mergeEnv(t.BaseEnv, env), deadline, maskedLog)
+	base := t.BaseEnv
+	if sb.DropsPrivileges() {
+		// iac-ci's home is not the order user's to write: tools that keep files in $HOME keep
+		// them in the working directory instead, unless the order sets HOME itself.
+		base = append(slices.Clone(base), "HOME="+dir)
+	}
+	cmdEnv := mergeEnv(base, env)
+	confined := func(script string, out *os.File) (running, error) {
+		if t.Session != nil {
+			r, err := t.Session.Run(script, dir, cmdEnv, out)
+			if !errors.Is(err, sandbox.ErrSessionEnded) {
+				return sessionCommand{r}, err
+			}
+		}
+		cmd := sb.Command(script, dir, cmdEnv, t.Hide...)
+		cmd.Stdout, cmd.Stderr = out, out
+		return execCommand{cmd}, sb.Start(cmd)
+	}
+	status, code, reason, err := runCommands(ctx, m.Cmds, confined, deadline, maskedLog)
 	_ = maskedLog.Close() // writes what it held back; the buffer it writes to cannot fail
 	if err != nil {
 		return fail(err.Error())
@@ -185,7 +222,7 @@ var logBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 // to log. The commands write to a pipe this process reads itself, not through os/exec's copying:
 // a background child that keeps the pipe open would keep exec's Wait waiting, while here the
 // reading ends once the process group is gone.
-func runCommands(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
+func runCommands(ctx context.Context, cmds []string, start startFunc, deadline time.Time, log io.Writer) (domain.OrderStatus, int, string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", 0, "", fmt.Errorf("make output pipe: %w", err)
@@ -201,75 +238,109 @@ func runCommands(ctx context.Context, cmds []string, dir string, env []string, d
 		r.Close()
 		close(copied)
 	}()
-	status, code, reason := runEach(ctx, cmds, dir, env, deadline, w)
+	status, code, reason := runEach(ctx, cmds, start, deadline, w)
 	w.Close()
 	select {
 	case <-copied:
 	case <-time.After(KillGrace):
-		// A process outside the group (one that called setsid) still holds the pipe.
+		// A process outside the group (one that called setsid) still holds the pipe: only where
+		// the commands run without a PID namespace of their own (sandbox.ProcessGroup).
 		r.Close()
 		<-copied
 	}
 	return status, code, reason, nil
 }
 
-// shell is the path of sh, looked up once: a lookup stats each folder of PATH in turn, which
-// at every command is a measurable part of running a short one.
-var shell = sync.OnceValue(func() string {
-	if path, err := exec.LookPath("sh"); err == nil {
-		return path
-	}
-	return "sh" // exec.Command reports the lookup's error when it runs
-})
+// startFunc starts one command with its output and errors going to out.
+type startFunc func(script string, out *os.File) (running, error)
 
-func runEach(ctx context.Context, cmds []string, dir string, env []string, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
+// running is a command started, in its own process group.
+type running interface {
+	// wait waits for the command and returns its exit code (-1 when it has none) and, unless
+	// it exited with 0, an error.
+	wait() (int, error)
+	// signal sends sig to the command's process group.
+	signal(sig syscall.Signal)
+}
+
+// execCommand is a command this process started (sandbox.Sandbox.Command).
+type execCommand struct{ cmd *exec.Cmd }
+
+func (c execCommand) wait() (int, error) {
+	err := c.cmd.Wait()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode(), err
+	}
+	return -1, err
+}
+
+func (c execCommand) signal(sig syscall.Signal) { _ = syscall.Kill(-c.cmd.Process.Pid, sig) }
+
+// sessionCommand is a command a sandbox.Session started.
+type sessionCommand struct{ r *sandbox.Running }
+
+func (c sessionCommand) wait() (int, error) {
+	code, err := c.r.Wait()
+	switch {
+	case err != nil:
+		return -1, err
+	case code != 0:
+		return code, fmt.Errorf("exit status %d", code)
+	}
+	return 0, nil
+}
+
+func (c sessionCommand) signal(sig syscall.Signal) { _ = c.r.Signal(sig) }
+
+func runEach(ctx context.Context, cmds []string, start startFunc, deadline time.Time, out *os.File) (domain.OrderStatus, int, string) {
 	for i, c := range cmds {
 		fmt.Fprintf(out, "+ %s\n", c)
-		cmd := exec.Command(shell(), "-c", c)
-		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
 		// Its own process group, so that a timeout ends every process the command started; and
-		// killed if this process dies, so a crashed worker leaves no command running.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		// killed if this process dies, so a crashed worker leaves no command running (with
+		// everything it started, where the command has a PID namespace of its own).
+		cmd, err := start(c, out)
+		if err != nil {
 			return domain.OrderFailed, -1, fmt.Sprintf("command %d could not start: %v", i+1, err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		type ended struct {
+			code int
+			err  error
+		}
+		done := make(chan ended, 1)
+		go func() { code, err := cmd.wait(); done <- ended{code, err} }()
+		var end ended
 		timer := time.NewTimer(time.Until(deadline))
-		var err error
 		timedOut, cancelled := false, false
 		select {
-		case err = <-done:
+		case end = <-done:
 		case <-timer.C:
 			timedOut = true
 		case <-ctx.Done():
 			cancelled = true
 		}
 		timer.Stop()
-		pgid := cmd.Process.Pid
 		if timedOut || cancelled {
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			cmd.signal(syscall.SIGTERM)
 			select {
-			case err = <-done:
+			case end = <-done:
 			case <-time.After(KillGrace):
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-				err = <-done
+				cmd.signal(syscall.SIGKILL)
+				end = <-done
 			}
 		}
 		// Whatever the command left running in the background ends with it.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		cmd.signal(syscall.SIGKILL)
 		switch {
 		case timedOut:
 			return domain.OrderTimedOut, -1, fmt.Sprintf("timed out: command %d was still running when the order's timeout passed", i+1)
 		case cancelled:
 			return domain.OrderFailed, -1, "the worker stopped while the order ran"
-		case err != nil:
-			code := -1
-			var exitErr *exec.ExitError
-			if errors.As(err, &exitErr) {
-				code = exitErr.ExitCode()
-			}
-			return domain.OrderFailed, code, fmt.Sprintf("command %d exited with %d", i+1, code)
+		case end.err != nil:
+			return domain.OrderFailed, end.code, fmt.Sprintf("command %d exited with %d", i+1, end.code)
 		}
 	}
 	return domain.OrderSucceeded, 0, ""
@@ -307,6 +378,37 @@ func WorkerEnv() []string {
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IAC_CI_") {
 			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// shellEnv names the variables of this process that LocalEnv passes on: what a shell, its
+// tools and their TLS need, and nothing that iac-ci or the operator keeps there for themselves.
+// A trailing * is a prefix.
+var shellEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+// LocalEnv is the environment commands start from where they run on iac-ci's own machine
+// (embedded, and `iac-ci worker` on a build or an instance): the variables of shellEnv and of
+// extra (names, or prefixes ending in *) of this process's environment, and no other. The rest
+// of it may hold what is not the order's: the webhook secret, a GitHub token, the values that
+// env: secret locations read, credentials.
+func LocalEnv(extra ...string) []string {
+	keep := append(slices.Clone(shellEnv), extra...)
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "IAC_CI_") {
+			continue
+		}
+		for _, k := range keep {
+			if prefix, ok := strings.CutSuffix(k, "*"); ok && strings.HasPrefix(name, prefix) || name == k {
+				out = append(out, kv)
+				break
+			}
 		}
 	}
 	return out

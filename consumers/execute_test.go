@@ -192,15 +192,50 @@ func gibOfZeros(t *testing.T) []byte {
 	return append(bytes.Repeat(buf.Bytes(), 1024), 0x03, 0x00)
 }
 
-// alive reports whether pid is a running process; a zombie waiting to be reaped is not.
-func alive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// running returns the live processes (not zombies) whose environment holds marker: how a test
+// finds a command's background child, whose pid inside the command's PID namespace means
+// nothing outside it.
+func running(t *testing.T, marker string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return false
+		t.Fatal(err)
 	}
-	// The state follows the command name, which is in parentheses and may hold spaces.
-	rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), marker) {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The state follows the command name, which is in parentheses and may hold spaces.
+		if rest := string(stat[bytes.LastIndexByte(stat, ')')+1:]); !strings.HasPrefix(strings.TrimSpace(rest), "Z") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// openDir makes a folder outside the working directory that the commands may write in: when
+// the tests run as root, commands run as the order user, who may pass through the test's temporary
+// folder and write in this one.
+func openDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // outcome is what one Execute did, as the test sees it.
@@ -234,7 +269,7 @@ func execute(t *testing.T, s setup) outcome {
 	sink := &callbackSink{statuses: s.statuses}
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
-	out := t.TempDir()
+	out := openDir(t)
 	o := s.order.withDefaults()
 	o.cmds = slices.Clone(o.cmds)
 	for i, c := range o.cmds {
@@ -302,6 +337,8 @@ func TestExecute(t *testing.T) {
 					`test "$DB_PASSWORD" = '` + dbPassword + `'`,
 					`test "$API_TOKEN" = '` + apiToken + `'`,
 					`test -f main.tf && test "$PLAIN" = order && test "$FROM_BASE" = yes`,
+					// Home is writable: iac-ci's own, or the working directory for the order user.
+					`touch "$HOME/.written" && test -w "$HOME"`,
 					`echo all good`,
 				},
 			}},
@@ -328,7 +365,7 @@ func TestExecute(t *testing.T) {
 		{
 			name: "timeout kills the process group",
 			setup: setup{order: order{timeout: 1, cmds: []string{
-				"sleep 60 & echo $! > $OUT/pid; wait",
+				"MARK=$OUT sleep 60 & echo $! > $OUT/pid; wait",
 				"touch $OUT/after",
 			}}},
 			wantStatus: domain.OrderTimedOut, wantExit: -1, wantReason: "timed out",
@@ -336,19 +373,16 @@ func TestExecute(t *testing.T) {
 				if o.took > 1*time.Second+consumers.KillGrace+5*time.Second {
 					t.Errorf("took %s for a 1 s timeout", o.took)
 				}
-				data, err := os.ReadFile(filepath.Join(o.out, "pid"))
-				if err != nil {
+				if _, err := os.ReadFile(filepath.Join(o.out, "pid")); err != nil {
 					t.Fatalf("the background child wrote no pid: %v", err)
 				}
-				pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-				if err != nil {
-					t.Fatal(err)
-				}
 				deadline := time.Now().Add(5 * time.Second)
-				for alive(pid) && time.Now().Before(deadline) {
+				left := running(t, "MARK="+o.out)
+				for len(left) > 0 && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Millisecond)
+					left = running(t, "MARK="+o.out)
 				}
-				if alive(pid) {
+				for _, pid := range left {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 					t.Fatalf("the background child %d outlived the timeout", pid)
 				}

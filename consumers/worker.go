@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -15,6 +17,7 @@ import (
 	"github.com/iac-ci/iac-ci/internal/crashpoint"
 	"github.com/iac-ci/iac-ci/livelog"
 	"github.com/iac-ci/iac-ci/queues"
+	"github.com/iac-ci/iac-ci/sandbox"
 	"github.com/iac-ci/iac-ci/sealing"
 	"github.com/iac-ci/iac-ci/secrets"
 )
@@ -30,6 +33,10 @@ type Worker struct {
 	// of WorkRoot): share one among the Workers of a process.
 	Dirs    *WorkDirs
 	BaseEnv []string
+	// Hide names what the commands must not reach (Task.Hide).
+	Hide []string
+
+	sessions sessions // the inits that start this Worker's commands
 	// HTTPClient delivers results to their presigned URLs; nil uses Execute's default client.
 	HTTPClient *http.Client
 	// Recorder, when set, records each result in this process (Orchestrator.RecordOwn)
@@ -49,6 +56,69 @@ type Worker struct {
 	Opener *sealing.Opener
 }
 
+// sessions hands out the inits that start the Worker's commands (sandbox.Session): one runs
+// one command at a time, and a Worker runs as many orders at once as its host's loop hands it,
+// so idle ones are kept for the next orders, each opened at the first order that finds none.
+type sessions struct {
+	mu   sync.Mutex
+	idle []*sandbox.Session
+}
+
+// take returns an idle session, or opens one; nil where commands cannot run in namespaces, or a
+// session could not start (each command then starts its own init).
+func (w *Worker) takeSession(ctx context.Context) *sandbox.Session {
+	w.sessions.mu.Lock()
+	for len(w.sessions.idle) > 0 {
+		n := len(w.sessions.idle)
+		ss := w.sessions.idle[n-1]
+		w.sessions.idle = w.sessions.idle[:n-1]
+		if !ss.Ended() {
+			w.sessions.mu.Unlock()
+			return ss
+		}
+		_ = ss.Close()
+	}
+	w.sessions.mu.Unlock()
+	if mode, _ := sandbox.Default.Mode(); mode != sandbox.Namespaces {
+		return nil
+	}
+	root := w.WorkRoot
+	if w.Dirs != nil {
+		root = w.Dirs.Root
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		w.Engine.Logger().WarnContext(ctx, "open the orders' session", "err", err)
+		return nil
+	}
+	ss, err := sandbox.Default.Open(root, w.Hide...)
+	if err != nil {
+		w.Engine.Logger().WarnContext(ctx, "open the orders' session", "err", err)
+		return nil
+	}
+	return ss
+}
+
+// giveBack keeps a session for the next order.
+func (w *Worker) giveBack(ss *sandbox.Session) {
+	if ss == nil {
+		return
+	}
+	w.sessions.mu.Lock()
+	defer w.sessions.mu.Unlock()
+	w.sessions.idle = append(w.sessions.idle, ss)
+}
+
+// Close ends the Worker's idle sessions. Call it once it handles no more orders.
+func (w *Worker) Close() error {
+	w.sessions.mu.Lock()
+	defer w.sessions.mu.Unlock()
+	for _, ss := range w.sessions.idle {
+		_ = ss.Close()
+	}
+	w.sessions.idle = nil
+	return nil
+}
+
 // Handle runs the order a message names, if it is still to be run.
 func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	var msg domain.OrderMessage
@@ -66,7 +136,7 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 	if err != nil {
 		return err
 	}
-	task.HTTPClient, task.Opener, task.Dirs = w.HTTPClient, w.Opener, w.Dirs
+	task.HTTPClient, task.Opener, task.Dirs, task.Hide = w.HTTPClient, w.Opener, w.Dirs, w.Hide
 	if w.Credentials != nil {
 		creds, err := w.Credentials.Env(ctx, time.Duration(o.Timeout)*time.Second)
 		if err != nil {
@@ -74,6 +144,8 @@ func (w *Worker) Handle(ctx context.Context, m queues.Message) error {
 		}
 		task.BaseEnv = append(slices.Clip(task.BaseEnv), creds...)
 	}
+	task.Session = w.takeSession(ctx)
+	defer w.giveBack(task.Session)
 	if w.Recorder != nil {
 		task.Deliver = func(ctx context.Context, r domain.Result) error { return w.Recorder.RecordOwn(ctx, o, r) }
 	}

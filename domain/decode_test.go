@@ -413,7 +413,7 @@ orders:
 		{"orders[0].tiemout_minutes", "unknown field"},
 		{"orders[2].timeout", `want a number, got "60s"`},
 		{"orders", "dependency cycle apply -> plan -> apply"},
-		{"orders[1].timeout", "1000 exceeds the lambda limit of 900"},
+		{"orders[1].timeout", "1000 exceeds the lambda limit of 840"},
 	} {
 		if _, ok := findProblem(ps, want.path, want.fragment); !ok {
 			t.Errorf("no problem at %q containing %q in:\n%v", want.path, want.fragment, ps)

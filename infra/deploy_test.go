@@ -209,7 +209,7 @@ func serveOn(t *testing.T, env map[string]string) (string, *lockedBuffer) {
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(bin, "serve", "--backend", "aws", "--aws-serialize", "--addr", addr, "--data", t.TempDir(),
-		"--webhook-secret", webhookSecret, "--log-format", "json", "--sweep-interval", "2s")
+		"--webhook-secret", webhookSecret, "--api-token", apiToken, "--log-format", "json", "--sweep-interval", "2s")
 	cmd.Env = terraformEnv(tool{})
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -307,6 +307,9 @@ func diamondJob(t *testing.T, bucket string) []byte {
 	return out
 }
 
+// apiToken is the API token the test servers are started with.
+const apiToken = "infra-test-api-token"
+
 // runView is the part of GET /runs/{id} these tests read.
 type runView struct {
 	Status domain.RunStatus `json:"status"`
@@ -349,7 +352,9 @@ func TestDiamondRunsOnTheResourcesTerraformMade(t *testing.T) {
 	var last runView
 	for ctx.Err() == nil && !last.Status.Terminal() {
 		time.Sleep(300 * time.Millisecond)
-		resp, err := http.Get(url + "/runs/" + acc.RunID)
+		req, _ := http.NewRequest(http.MethodGet, url+"/runs/"+acc.RunID, nil)
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			continue
 		}

@@ -343,11 +343,20 @@ func TestDeployTellsTheFunctionsEveryName(t *testing.T) {
 		}
 	}
 	webhook := s.local(t, "webhook_env")
-	for _, v := range []string{lambdafn.EnvWebhookSecretLocation, lambdafn.EnvGitHubTokenLocation, lambdafn.EnvGitHubAPIURL,
-		lambdafn.EnvAPITokenLocation, lambdafn.EnvStatusAuthorization} {
+	for _, v := range []string{lambdafn.EnvWebhookSecretLocation, lambdafn.EnvStatusAuthorization} {
 		if !strings.Contains(webhook, v+" = ") {
 			t.Fatalf("webhook_env: %s is not set", v)
 		}
+	}
+	// Every function reads the tokens: the API token signs the links comments carry, and every
+	// function that moves a run keeps its pull request's comment.
+	for _, v := range []string{lambdafn.EnvGitHubTokenLocation, lambdafn.EnvGitHubAPIURL, lambdafn.EnvAPITokenLocation} {
+		if !strings.Contains(s.local(t, "optional_env"), v+" = ") {
+			t.Fatalf("optional_env: %s is not set", v)
+		}
+	}
+	if !strings.Contains(s.local(t, "worker_env"), awsbackend.EnvOrderRoleARN+" = aws_iam_role.order.arn") {
+		t.Fatalf("worker_env: %s is not the order role's", awsbackend.EnvOrderRoleARN)
 	}
 	fn := s.resource(t, "aws_lambda_function", "fn")
 	e, err := fn.one("environment")

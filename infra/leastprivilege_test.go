@@ -190,6 +190,7 @@ func buildFunction(t *testing.T, name string, env map[string]string, counter *aw
 	// As `iac-ci lambda` does: every function reads the API token, which signs status links;
 	// the webhook its secret too.
 	o.APIToken = []byte(secretOf(lambdafn.EnvAPITokenLocation))
+	o.GuardedUpstream = getenv(lambdafn.EnvStatusAuthorization) == "AWS_IAM"
 	if name == lambdafn.Webhook {
 		o.WebhookSecret = []byte(secretOf(lambdafn.EnvWebhookSecretLocation))
 	}

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -36,6 +37,11 @@ type Accepter struct {
 	DoneURL func(runID string) string
 	// Embedded allows what only the embedded engine can do (local_path code, env: secrets).
 	Embedded bool
+	// AllowEnv names the variables of the server's environment that env: secret locations may
+	// read on jobs that arrive over HTTP (serve --allow-env). Any other is refused there: the
+	// job picks the git host the value is sent to as credentials. A job file the operator runs
+	// (Source "cli") may read any.
+	AllowEnv []string
 }
 
 // Accepted is what a producer answers for an accepted job.
@@ -86,6 +92,18 @@ func (a *Accepter) Prepare(s *Submission) error {
 			if l, err := domain.ParseSecretLocation(f.loc); f.loc != "" && err == nil && l.Kind == domain.SecretEnv {
 				problems = append(problems, domain.Problem{Path: f.path, Message: "env: locations work only embedded; use aws:::ssm:<path> or aws:::secretd:<name>"})
 			}
+		}
+	}
+	if a.Embedded && s.Source != "cli" {
+		for _, f := range []struct{ path, loc string }{{"git_token_location", s.Job.GitTokenLocation}, {"git_ssh_key_location", s.Job.GitSSHKeyLocation}} {
+			l, err := domain.ParseSecretLocation(f.loc)
+			if f.loc == "" || err != nil || l.Kind != domain.SecretEnv || slices.Contains(a.AllowEnv, l.Ref) {
+				continue
+			}
+			problems = append(problems, domain.Problem{Path: f.path, Message: fmt.Sprintf(
+				"env:%s is refused on jobs that arrive over HTTP: it would send the server's own variable as credentials "+
+					"to the host the job names; name a secret of the server's --secrets file (aws:::ssm:<path>), "+
+					"or the operator may allow this variable with iac-ci serve --allow-env %s", l.Ref, l.Ref)})
 		}
 	}
 	if s.Envelope.RunID != "" && !idPattern.MatchString(s.Envelope.RunID) {

@@ -1,11 +1,15 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +45,7 @@ func TestCrashAtEveryStepThenRecover(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			data := t.TempDir()
-			marks := t.TempDir()
+			marks := openDir(t)
 			job := map[string]any{
 				"username": "crash",
 				"orders": []map[string]any{
@@ -194,4 +198,152 @@ func TestOneDatabaseFolderIsMovedAndItsRunFinishes(t *testing.T) {
 	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)", sqlitequeue.Table, folderblobs.Table).Scan(&left); err != nil || left != 0 {
 		t.Errorf("iac-ci.db still holds %d of the moved tables (%v)", left, err)
 	}
+}
+
+// leaverJob is a job of one order whose first attempt leaves two processes behind, one in a
+// new session (setsid) and one double-forked, each writing a timestamp to $MARKS every 50 ms
+// until killed, then sleeps; its second attempt notes when it started and succeeds. Every
+// attempt notes its start in $MARKS/attempts. The leavers carry MARK=<marks> in their
+// environment, so the test can find them.
+func leaverJob(marks string) map[string]any {
+	loop := `while :; do date +%s%N >> $MARKS/FILE; sleep 0.05; done`
+	return map[string]any{"username": "crash", "orders": []map[string]any{{
+		"order_name": "leaver", "timeout": 120, "env_vars": map[string]string{"MARKS": marks},
+		"cmds": []string{`echo "start $(date +%s%N)" >> $MARKS/attempts; ` +
+			`if [ -e $MARKS/first ]; then exit 0; fi; touch $MARKS/first; ` +
+			`MARK=$MARKS setsid sh -c '` + strings.ReplaceAll(loop, "FILE", "setsid") + `' & ` +
+			`MARK=$MARKS sh -c '(` + strings.ReplaceAll(loop, "FILE", "forked") + `) &'; ` +
+			`sleep 120`},
+	}}}
+}
+
+// waitForLeavers waits until both processes the first attempt leaves behind have written.
+func waitForLeavers(t *testing.T, marks string) {
+	t.Helper()
+	waitForCondition(t, "the first attempt's leavers to write", 60*time.Second, func() bool {
+		for _, f := range []string{"setsid", "forked"} {
+			if data, err := os.ReadFile(filepath.Join(marks, f)); err != nil || len(data) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// requireNoOverlap checks the marks of a leaverJob run to its end: two attempts started, and
+// every timestamp the first attempt's leavers wrote is older than the second attempt's start.
+func requireNoOverlap(t *testing.T, marks string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(marks, "attempts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(data)), "start", ""))
+	if len(starts) != 2 {
+		t.Fatalf("attempts started: %q, want two", data)
+	}
+	second, err := strconv.ParseInt(starts[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"setsid", "forked"} {
+		data, err := os.ReadFile(filepath.Join(marks, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamps := strings.Fields(string(data))
+		if len(stamps) == 0 {
+			t.Fatalf("the %s leaver wrote nothing", f)
+		}
+		last, err := strconv.ParseInt(stamps[len(stamps)-1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last >= second {
+			t.Errorf("the first attempt's %s leaver still wrote %s after the second attempt started",
+				f, time.Duration(last-second))
+		}
+	}
+}
+
+// The server is killed with kill -9 while an order's first attempt runs, with a process in a
+// new session and a double-forked one. Both are gone before a server is started again, and the
+// second attempt, which that server runs, overlaps nothing of the first.
+func TestCrashKillsEveryProcessOfTheOrderBeforeItsRetry(t *testing.T) {
+	t.Parallel()
+	data, marks := t.TempDir(), openDir(t)
+	args := []string{"--webhook-secret", secret, "--visibility", "2s"}
+	first := startServer(t, data, nil, args...)
+	body, _ := json.Marshal(leaverJob(marks))
+	runID := submitToCrash(t, first, body)
+	waitForLeavers(t, marks)
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.waitExit(time.Minute)
+	requireGone(t, "MARK="+marks, "the server killed with kill -9")
+
+	second := startServer(t, data, nil, args...)
+	v := second.waitRun(runID, 2*time.Minute)
+	if v.Status != "succeeded" || len(v.Orders) != 1 || v.Orders[0].Attempt != 2 {
+		t.Fatalf("run %s, orders %+v; want succeeded at attempt 2\n%s", v.Status, v.Orders, second.log())
+	}
+	requireNoOverlap(t, marks)
+	requireHistory(t, second, v)
+}
+
+// The same for `iac-ci run --data`, interrupted or killed with kill -9: the processes its order
+// left are gone when it has ended, and `iac-ci serve` on its data folder finishes the run with a
+// second attempt that overlaps nothing of the first.
+func TestCrashOfIacCIRunKillsEveryProcessOfTheOrder(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			dir, marks := t.TempDir(), openDir(t)
+			data := filepath.Join(dir, "data")
+			body, _ := json.Marshal(leaverJob(marks))
+			jobFile := writeJob(t, dir, string(body))
+			cmd := exec.CommandContext(t.Context(), binary, "run", "--data", data, jobFile)
+			cmd.Dir = repoRoot
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitForLeavers(t, marks)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err == nil {
+				t.Fatalf("iac-ci run ended well after %s\n%s", sig, stderr.String())
+			}
+			requireGone(t, "MARK="+marks, "iac-ci run ended by "+sig.String())
+
+			s := startServer(t, data, nil, "--webhook-secret", secret, "--visibility", "2s")
+			var runID string
+			waitForCondition(t, "the run to be listed", 30*time.Second, func() bool {
+				runID = onlyRunID(t, data)
+				return runID != ""
+			})
+			v := s.waitRun(runID, 2*time.Minute)
+			if v.Status != "succeeded" || v.Orders[0].Attempt != 2 {
+				t.Fatalf("run %s, orders %+v; want succeeded at attempt 2\n%s", v.Status, v.Orders, s.log())
+			}
+			requireNoOverlap(t, marks)
+		})
+	}
+}
+
+// onlyRunID reads the id of the one run of a data folder's store ("" while there is none).
+func onlyRunID(t *testing.T, data string) string {
+	t.Helper()
+	db, err := sqlitedb.Open(filepath.Join(data, "iac-ci.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var runID string
+	_ = db.QueryRow("SELECT run_id FROM store_runs").Scan(&runID)
+	return runID
 }

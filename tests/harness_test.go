@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/producers"
+	"github.com/iac-ci/iac-ci/sandbox"
 )
 
 // binary is the iac-ci built for this test run.
@@ -139,11 +142,50 @@ func freeAddr(t *testing.T) string {
 // already ended.
 func startServer(t *testing.T, data string, env []string, args ...string) *server {
 	t.Helper()
+	return startServerAs(t, nil, data, env, args...)
+}
+
+// serverUser is a user other than the tests' that a server runs as: a copy of the binary it may
+// run, and a folder it may work in.
+type serverUser struct {
+	cred      *syscall.Credential
+	bin, home string
+}
+
+// asOrderUser makes a serverUser of the user that orders run as when iac-ci is root, for tests
+// of iac-ci run by a user. The tests run as root; the caller checks.
+func asOrderUser(t *testing.T) *serverUser {
+	t.Helper()
+	u, err := sandbox.LookupUser("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := openDir(t)
+	bin := filepath.Join(home, "iac-ci")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &serverUser{cred: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}, bin: bin, home: home}
+}
+
+// startServerAs is startServer, run as user when it is not nil.
+func startServerAs(t *testing.T, user *serverUser, data string, env []string, args ...string) *server {
+	t.Helper()
 	addr := freeAddr(t)
 	all := append([]string{"serve", "--addr", addr, "--data", data, "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, all...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(append(os.Environ(), "IAC_CI_API_TOKEN="+apiToken), env...)
+	if user != nil {
+		cmd = exec.Command(user.bin, all...)
+		cmd.Dir = user.home
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + user.home, "TMPDIR=" + user.home, "IAC_CI_API_TOKEN=" + apiToken}, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: user.cred}
+	}
 	errb := &lockedBuffer{}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = errb
@@ -315,4 +357,63 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// openDir makes a folder that orders' commands may write in and read from: when the tests run as
+// root, commands run as the order user, who may pass through the test's temporary folder and
+// use this one.
+func openDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// running returns the live processes (not zombies) whose environment holds marker: how a test
+// finds an order's background process, whose pid inside the order's PID namespace means nothing
+// outside it.
+func running(t *testing.T, marker string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), marker) {
+			continue
+		}
+		if alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// requireGone waits a little for the processes whose environment holds marker to end, and fails
+// (killing them) if any is left.
+func requireGone(t *testing.T, marker, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	left := running(t, marker)
+	for len(left) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		left = running(t, marker)
+	}
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if len(left) > 0 {
+		t.Fatalf("processes %v (%s) outlived %s", left, marker, what)
+	}
 }

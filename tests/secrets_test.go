@@ -357,7 +357,7 @@ func TestSecretsRunLeavesNoValueBehind(t *testing.T) {
 // process environment, so this test does not run in parallel.
 func TestSecretsServeSealsForSopsAndLeavesNoValueBehind(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	gate := filepath.Join(t.TempDir(), "go")
+	gate := filepath.Join(openDir(t), "go")
 	s := startServer(t, data, nil, "--webhook-secret", secret, "--secrets", writeSecretsFile(t, 0o600))
 	code, body := s.post("/webhook", secretsJob(t, `while [ ! -e '`+gate+`' ]; do sleep 0.05; done`), secret, nil)
 	if code != http.StatusAccepted {

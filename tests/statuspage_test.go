@@ -104,7 +104,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 func TestStatusPageInABrowser(t *testing.T) {
 	t.Parallel()
 	s := serveWithSecret(t)
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := filepath.Join(openDir(t), "gate")
 	job, _ := json.Marshal(map[string]any{
 		"username": "ada", "git_repo": "acme/infra", "pr_number": 42,
 		"orders": []map[string]any{

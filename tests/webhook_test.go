@@ -231,7 +231,7 @@ func TestWebhookUnknownFieldHidesNoOtherProblem(t *testing.T) {
 	for path, fragment := range map[string]string{
 		"orders[1].enviroment": "unknown field",
 		"orders":               "dependency cycle a -> b -> a",
-		"orders[0].timeout":    "1200 exceeds the lambda limit of 900",
+		"orders[0].timeout":    "1200 exceeds the lambda limit of 840",
 	} {
 		if !strings.Contains(found[path], fragment) {
 			t.Errorf("no problem at %s containing %q; got %v", path, fragment, problems)
