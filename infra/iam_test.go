@@ -2,9 +2,12 @@ package infra_test
 
 import (
 	"encoding/json"
+	"path"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/iac-ci/iac-ci/internal/awstest"
 )
 
 // The roles' policies as Terraform wrote them (the applied state), read as IAM reads them.
@@ -138,5 +141,83 @@ func TestSendCommandReachesOnlyTaggedInstances(t *testing.T) {
 	}
 	if u := untaggedSendCommand(map[string]policy{launcher: stripped}, key, value); len(u) != 1 {
 		t.Fatalf("without its condition, the check found %v", u)
+	}
+}
+
+// iamMatch reports whether an IAM pattern (with * and ? wildcards) matches s.
+func iamMatch(pattern, s string) bool {
+	ok, err := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00"))
+	return err == nil && ok
+}
+
+// denied reports whether p has a Deny statement for action on resource.
+func denied(p policy, action, resource string) bool {
+	for _, s := range p.Statement {
+		if s.Effect != "Deny" {
+			continue
+		}
+		for _, a := range s.Action {
+			if !iamMatch(a, action) {
+				continue
+			}
+			for _, r := range s.Resource {
+				if iamMatch(r, resource) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// orderRoleReaches lists what of iac-ci's the order role's own policy does not deny.
+func orderRoleReaches(p policy, internalARN, runKeyARN string) []string {
+	var out []string
+	for _, c := range []struct{ action, resource string }{
+		{"s3:GetObject", internalARN + "/exec/some-run/0001/exec.zip"},
+		{"s3:GetObject", internalARN + "/requests/some-run.json"},
+		{"s3:GetObject", internalARN + "/logs/some-run/0001/1.log"},
+		{"s3:PutObject", internalARN + "/callbacks/some-run/0001/1/result.json"},
+		{"ssm:GetParameter", runKeyARN},
+	} {
+		if !denied(p, c.action, c.resource) {
+			out = append(out, c.action+" "+c.resource)
+		}
+	}
+	return out
+}
+
+// The only role an order's commands are handed is the order role; whatever order_policy_arns
+// allow, it may not read another run's bundle, request, log or key, nor forge a result: its own
+// policy denies them, and the operator's policies are attached to it and to no role of iac-ci's.
+func TestTheOrderRoleReachesNothingOfIacCi(t *testing.T) {
+	t.Parallel()
+	d := applied(t)
+	policies := rolePolicies(t, d)
+	order, ok := policies["aws_iam_role_policy.order"]
+	if !ok {
+		t.Fatalf("no inline policy of the order role among %d role policies", len(policies))
+	}
+	var internalARN string
+	for _, r := range d.resources {
+		if r.Type == "aws_s3_bucket" && r.Name == "internal" {
+			internalARN = str(r.Values["arn"])
+		}
+	}
+	if internalARN == "" {
+		t.Fatal("no internal bucket in the applied state")
+	}
+	runKeyARN := "arn:aws:ssm:" + awstest.Region + ":123456789012:parameter/" + applyPrefix + "/run-keys/some-run"
+	if reach := orderRoleReaches(order, internalARN, runKeyARN); len(reach) > 0 {
+		t.Fatalf("the order role may:\n%s", strings.Join(reach, "\n"))
+	}
+	// The check sees a role that may: the order role without its denies.
+	if reach := orderRoleReaches(policy{}, internalARN, runKeyARN); len(reach) != 5 {
+		t.Fatalf("a role with no deny: the check found %v", reach)
+	}
+	for addr, r := range d.resources {
+		if r.Type == "aws_iam_role_policy_attachment" && str(r.Values["role"]) != applyPrefix+"-order" {
+			t.Errorf("%s attaches %s to %s: the operator's policies belong to the order role only", addr, str(r.Values["policy_arn"]), str(r.Values["role"]))
+		}
 	}
 }
