@@ -53,15 +53,54 @@ func TestAWSDeadLettersThroughTheCommand(t *testing.T) {
 		t.Fatalf("dead-letter the intake message: %d, %v", n, err)
 	}
 
+	// A second job goes through intake; its order's message dies, as one whose worker kept
+	// dying does.
+	other, err := sys.Accepter.Accept(t.Context(), producers.Submission{Job: job, Source: "test", RunID: acc.RunID + "-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := from.Receive(t.Context(), queues.ReceiveOptions{Max: 1, Wait: 5 * time.Second})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("the second intake message: %d, %v", len(msgs), err)
+	}
+	if err := sys.Intake.Handle(t.Context(), msgs[0]); err != nil {
+		t.Fatalf("intake: %v", err)
+	}
+	_ = from.Delete(t.Context(), msgs[0].Receipt)
+	orders, _ := b.Queues.Queue(queues.Orders("lambda"))
+	ordersDLQ, _ := b.Queues.Queue(queues.Orders("lambda") + queues.DeadLetterSuffix)
+	if n, err := queues.MoveDeadLetters(t.Context(), orders, ordersDLQ, 10); err != nil || n != 1 {
+		t.Fatalf("dead-letter the order message: %d, %v", n, err)
+	}
+
 	s := st.serve()
 	if v := waitAWSRun(t, s, acc.RunID, 2*time.Minute); v.Status != domain.RunFailed {
 		t.Fatalf("the run whose intake died: %s", v.Status)
 	}
+	if v := waitAWSRun(t, s, other.RunID, 2*time.Minute); v.Status != domain.RunFailed ||
+		!strings.Contains(v.Orders[0].Reason, "dead-lettered") {
+		t.Fatalf("the run whose order's message died: %s %+v", v.Status, v.Orders)
+	}
 	r := iacci(t, st.env, "dlq", "list", "--backend", "aws", "--json")
-	var list []deadletters.Record
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list) != 1 ||
-		list[0].Queue != queues.Intake || list[0].RunID != acc.RunID || list[0].Reason == "" {
+	var all []deadletters.Record
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &all) != nil || len(all) != 2 {
 		t.Fatalf("dlq list --backend aws: exit %d %s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var list []deadletters.Record
+	for _, d := range all {
+		switch {
+		case d.Queue == queues.Intake && d.RunID == acc.RunID && d.Reason != "":
+			list = append(list, d)
+		case d.Queue == queues.Orders("lambda") && d.RunID == other.RunID && d.OrderName == "hello" && d.Reason != "":
+			if r := iacci(t, st.env, "dlq", "purge", d.ID, "--backend", "aws"); r.code != 0 {
+				t.Fatalf("dlq purge --backend aws: exit %d\n%s", r.code, r.stderr)
+			}
+		default:
+			t.Fatalf("dead letters: %+v", all)
+		}
+	}
+	if len(list) != 1 {
+		t.Fatalf("dead letters: %+v", all)
 	}
 	r = iacci(t, st.env, "dlq", "show", list[0].ID, "--backend", "aws")
 	if r.code != 0 || !strings.Contains(r.stdout, "run status") || !strings.Contains(r.stdout, "redrive would") {
