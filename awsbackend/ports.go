@@ -45,7 +45,8 @@ func (b *Backend) Ports() assembly.Ports {
 		Store:            b.Store, Queues: b.Queues, Internal: b.Internal, Done: b.Done,
 		Keys: secrets.NewKeyCache(b.Keys), Secrets: b.Secrets, GetObject: b.GetObject,
 		Starters: map[domain.Target]consumers.Starter{
-			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject},
+			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject,
+				Region: b.Clients.Config.Region},
 			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
 		},
 		RunKeyParameter: b.Keys.ParameterName, SSMDocument: b.Config.SSMDocument, HTTPClient: b.Clients.HTTP,

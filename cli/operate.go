@@ -137,6 +137,9 @@ func (l *local) log(ctx context.Context, runID, order string, attempt int, follo
 	if err != nil {
 		return err
 	}
+	if out.Launched != "" && len(out.Text) == 0 {
+		fmt.Fprintf(w, "iac-ci: attempt %d runs as %s\n", out.Attempt, out.Launched)
+	}
 	_, err = w.Write(out.Text)
 	return err
 }

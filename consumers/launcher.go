@@ -82,6 +82,12 @@ type Starter interface {
 // ErrLaunchRefused: the target refused the launch, and retrying would not change that.
 var ErrLaunchRefused = errors.New("launch refused")
 
+// LogLinker is a Starter whose launches keep a log of their own (CodeBuild's in CloudWatch
+// Logs): LogLink says where, for a launch id Start returned.
+type LogLinker interface {
+	LogLink(launchID string) string
+}
+
 // Launcher takes order messages off one target's queue and starts each order on that target
 // through a Starter: the codebuild queue starts CodeBuild builds, the ssm queue sends SSM
 // commands. It claims an order exactly as Worker does, so an attempt number names one launch;
@@ -122,6 +128,13 @@ func (l *Launcher) Handle(ctx context.Context, m queues.Message) error {
 		switch {
 		case err == nil:
 			log.InfoContext(ctx, "order launched", "target", o.Target, "launch_id", id)
+			if linker, ok := l.Starter.(LogLinker); ok {
+				// Where the launch's own log is: a build that dies before iac-ci's worker runs
+				// leaves its reason only there. Best effort: the launch stands without it.
+				if err := e.NoteLaunch(ctx, o, linker.LogLink(id)); err != nil {
+					log.WarnContext(ctx, "note the launch", "err", err)
+				}
+			}
 			return nil
 		case errors.Is(err, ErrLaunchRefused):
 			reason = err.Error()

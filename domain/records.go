@@ -80,6 +80,9 @@ const (
 	EventRunAccepted  = "run_accepted"
 	EventRunStarted   = "run_started"
 	EventOrderState   = "order_state" // Status holds the new order status
+	// EventOrderLaunched: an attempt was started elsewhere (a CodeBuild build, an SSM command);
+	// Details names it and where its own log is.
+	EventOrderLaunched = "order_launched"
 	EventJobCompleted = "job_completed"
 )
 

@@ -146,3 +146,15 @@ func (e *Engine) RecheckWaiting(ctx context.Context, o domain.OrderRecord) error
 	}
 	return err
 }
+
+// NoteLaunch records in an order's history where its attempt was started (a CodeBuild build, an
+// SSM command) and where that launch keeps its own log. It moves nothing.
+func (e *Engine) NoteLaunch(ctx context.Context, o domain.OrderRecord, details string) error {
+	now := e.now()
+	ev := orderEvent(o, now, string(domain.OrderRunning), fmt.Sprintf("attempt %d: %s", o.Attempt, details))
+	ev.Type = domain.EventOrderLaunched
+	if err := e.Store.AppendEvents(ctx, ev); err != nil {
+		return fmt.Errorf("note the launch of %s: %w", o.OrderName, err)
+	}
+	return nil
+}

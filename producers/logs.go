@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -36,6 +37,9 @@ type OrderLog struct {
 	// Ended says the attempt is over: Text is all of its log.
 	Ended bool   `json:"ended"`
 	Text  []byte `json:"-"`
+	// Launched says where the attempt was started elsewhere (a CodeBuild build) and where that
+	// keeps its own log: the only log of a build that died before iac-ci's worker ran.
+	Launched string `json:"launched,omitempty"`
 }
 
 // followPoll is how often a followed log is read again when its attempt runs in another
@@ -95,6 +99,7 @@ func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) 
 			out.Text, _, _, _ = live.From(0)
 			return out, nil
 		}
+		out.Launched = c.launched(ctx, o, attempt)
 		for _, key := range []string{livelog.PartialKey(o.RunID, o.OrderNum, attempt), blobs.LogKey(o.RunID, o.OrderNum, attempt)} {
 			data, err := c.Engine.Blobs.Get(ctx, key)
 			if err == nil {
@@ -108,6 +113,7 @@ func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) 
 		return out, nil
 	case attempt == o.Attempt:
 		out.Ended = true
+		out.Launched = c.launched(ctx, o, attempt)
 		if o.LogKey == "" {
 			out.Text = []byte(o.LogTail)
 			return out, nil
@@ -137,6 +143,26 @@ func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) 
 		}
 	}
 	return out, fmt.Errorf("%w: attempt %d of order %s", ErrLogNotKept, attempt, o.OrderName)
+}
+
+// launched returns what the order's history says of where an attempt was launched, "" when it
+// ran in a worker of iac-ci's own.
+func (c *Control) launched(ctx context.Context, o domain.OrderRecord, attempt int) string {
+	run, err := c.Engine.Store.GetRun(ctx, o.RunID)
+	if err != nil {
+		return ""
+	}
+	events, err := RunEvents(ctx, c.Engine.Store, run)
+	if err != nil {
+		return ""
+	}
+	prefix := "attempt " + strconv.Itoa(attempt) + ": "
+	for _, e := range events {
+		if e.Type == domain.EventOrderLaunched && e.OrderName == o.OrderName && strings.HasPrefix(e.Details, prefix) {
+			return strings.TrimPrefix(e.Details, prefix)
+		}
+	}
+	return ""
 }
 
 // FollowLog writes an attempt's log to w as it is written (attempt 0: the latest, waiting for
@@ -239,5 +265,8 @@ func (s *Server) orderLog(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-IaC-CI-Attempt", strconv.Itoa(l.Attempt))
 	w.Header().Set("X-IaC-CI-Status", string(l.Status))
+	if l.Launched != "" {
+		w.Header().Set("X-IaC-CI-Launched", l.Launched)
+	}
 	_, _ = w.Write(l.Text)
 }

@@ -452,6 +452,15 @@ func TestAWSOrdersNeverHoldIaCCIsCredentials(t *testing.T) {
 				t.Errorf("role %v: %s: order credentials present %v, want %v:\n%s", withRole, o.OrderName, got, withRole, tail)
 			}
 		}
+		// The codebuild order's history says which build ran it and where that keeps its log.
+		launched := false
+		for _, e := range s.history(runID) {
+			launched = launched || (e.Type == domain.EventOrderLaunched && e.OrderName == "in-codebuild" &&
+				strings.Contains(e.Details, "CloudWatch Logs group /aws/codebuild/"+st.prefix+"-worker"))
+		}
+		if !launched {
+			t.Errorf("role %v: no launch of the codebuild order in its run's history: %+v", withRole, s.history(runID))
+		}
 		s.stop()
 	}
 }

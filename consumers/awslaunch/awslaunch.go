@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -64,6 +66,8 @@ const (
 type CodeBuild struct {
 	Client  CodeBuildAPI
 	Project string
+	// Region is the project's, for the console link of a build's log; empty leaves it out.
+	Region string
 }
 
 var _ consumers.Starter = (*CodeBuild)(nil)
@@ -110,6 +114,22 @@ func (c *CodeBuild) Start(ctx context.Context, l consumers.Launch) (string, erro
 		return "", errors.New("codebuild StartBuild: the answer names no build")
 	}
 	return *out.Build.Id, nil
+}
+
+// LogLink says where a build keeps its own log: the project's log group in CloudWatch Logs
+// (/aws/codebuild/<project>, as infra/ makes it), the build's stream, and the build's page in
+// the console.
+func (c *CodeBuild) LogLink(buildID string) string {
+	stream := buildID
+	if i := strings.LastIndexByte(buildID, ':'); i >= 0 {
+		stream = buildID[i+1:]
+	}
+	link := fmt.Sprintf("CodeBuild build %s, its log in CloudWatch Logs group /aws/codebuild/%s, stream %s", buildID, c.Project, stream)
+	if c.Region != "" {
+		link += fmt.Sprintf(": https://%s.console.aws.amazon.com/codesuite/codebuild/projects/%s/build/%s/log?region=%s",
+			c.Region, url.PathEscape(c.Project), url.PathEscape(buildID), c.Region)
+	}
+	return link
 }
 
 // BuildMinutes is a build's timeout for an order's: its timeout plus consumers.LaunchMargin,
