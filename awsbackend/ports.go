@@ -47,7 +47,7 @@ func (b *Backend) Ports() assembly.Ports {
 		Starters: map[domain.Target]consumers.Starter{
 			domain.TargetCodeBuild: &awslaunch.CodeBuild{Client: b.Clients.CodeBuild, Project: b.Config.CodeBuildProject,
 				Region: b.Clients.Config.Region},
-			domain.TargetSSM:       &awslaunch.SSM{Client: b.Clients.SSM},
+			domain.TargetSSM: &awslaunch.SSM{Client: b.Clients.SSM},
 		},
 		RunKeyParameter: b.Keys.ParameterName, SSMDocument: b.Config.SSMDocument, HTTPClient: b.Clients.HTTP,
 		DeleteDelay: DeleteDelay, Grace: LaunchGrace, LiveLogFlush: LiveLogFlush,

@@ -77,13 +77,13 @@ type Event struct {
 
 // Event types written by the engine.
 const (
-	EventRunAccepted  = "run_accepted"
-	EventRunStarted   = "run_started"
-	EventOrderState   = "order_state" // Status holds the new order status
+	EventRunAccepted = "run_accepted"
+	EventRunStarted  = "run_started"
+	EventOrderState  = "order_state" // Status holds the new order status
 	// EventOrderLaunched: an attempt was started elsewhere (a CodeBuild build, an SSM command);
 	// Details names it and where its own log is.
 	EventOrderLaunched = "order_launched"
-	EventJobCompleted = "job_completed"
+	EventJobCompleted  = "job_completed"
 )
 
 // Result is what a worker reports for one attempt of an order (result.json).
