@@ -114,7 +114,7 @@ func (s *System) routes() []Route {
 			// as a Lambda event source mapping hands the function batches: a receive is a billed
 			// request. Embedded, where a receive is a row read in this process, a loop per worker
 			// receives its next order itself: handing each message from one receiving loop to a
-			// handler cost about 0.1 ms a hop of a chain (interleaved scripts/bench rounds).
+			// handler cost about 0.1 ms a hop of the chain benchmark (interleaved rounds).
 			r := Route{Queue: spec.Name, Handler: s.worker(opener).Handle, Function: FunctionWorker,
 				Batch: queues.MaxBatch, Handlers: s.Opts.Workers, KeepHidden: p.visibility(spec.Name)}
 			if s.Opts.ResultsInProcess {
