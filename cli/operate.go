@@ -58,15 +58,11 @@ func addTargetFlags(fs *flag.FlagSet, getenv Env) *targetFlags {
 // open returns the operations on the iac-ci the flags name.
 func (t *targetFlags) open(ctx context.Context) (operations, error) {
 	if *t.server != "" {
-		u, err := url.Parse(*t.server)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, usagef("--server %q: want the server's base URL, such as http://127.0.0.1:8080", *t.server)
+		base, token, err := serverOf(*t.server, *t.apiToken, t.getenv)
+		if err != nil {
+			return nil, err
 		}
-		token := *t.apiToken
-		if token == "" {
-			token = t.getenv("IAC_CI_API_TOKEN")
-		}
-		return &remote{base: strings.TrimRight(u.String(), "/"), token: token, client: &http.Client{Timeout: time.Minute}}, nil
+		return &remote{base: base, token: token, client: &http.Client{Timeout: time.Minute}}, nil
 	}
 	scratch, err := os.MkdirTemp("", "iac-ci-operate-")
 	if err != nil {
@@ -76,19 +72,9 @@ func (t *targetFlags) open(ctx context.Context) (operations, error) {
 	closers := []func() error{func() error { return os.RemoveAll(scratch) }}
 	switch *t.backend {
 	case "aws":
-		cfg, err := awsbackend.FromEnv(t.getenv)
-		if err != nil {
+		if ports, err = awsPorts(ctx, t.getenv); err != nil {
 			return nil, err
 		}
-		awsCfg, err := awsbackend.LoadAWS(ctx)
-		if err != nil {
-			return nil, err
-		}
-		b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
-		if err != nil {
-			return nil, err
-		}
-		ports = b.Ports()
 	default:
 		if _, err := os.Stat(*t.data); err != nil {
 			return nil, usagef("--data %s: %v (the data folder of iac-ci serve or iac-ci run --data)", *t.data, err)
@@ -108,6 +94,37 @@ func (t *targetFlags) open(ctx context.Context) (operations, error) {
 		return nil, err
 	}
 	return &local{Control: sys.Control, closers: closers}, nil
+}
+
+// serverOf checks a --server URL and finds the API token for it: the flag's, or
+// $IAC_CI_API_TOKEN.
+func serverOf(raw, token string, getenv Env) (base, tok string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", usagef("--server %q: want the server's base URL, such as http://127.0.0.1:8080", raw)
+	}
+	if token == "" {
+		token = getenv(EnvAPIToken)
+	}
+	return strings.TrimRight(u.String(), "/"), token, nil
+}
+
+// awsPorts opens the ports on the AWS resources the IAC_CI_* variables name, for a command
+// that reads or changes them directly.
+func awsPorts(ctx context.Context, getenv Env) (assembly.Ports, error) {
+	cfg, err := awsbackend.FromEnv(getenv)
+	if err != nil {
+		return assembly.Ports{}, err
+	}
+	awsCfg, err := awsbackend.LoadAWS(ctx)
+	if err != nil {
+		return assembly.Ports{}, err
+	}
+	b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
+	if err != nil {
+		return assembly.Ports{}, err
+	}
+	return b.Ports(), nil
 }
 
 // local acts on ports this process opened.

@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/iac-ci/iac-ci/awsbackend"
 	"github.com/iac-ci/iac-ci/embedded"
 	"github.com/iac-ci/iac-ci/internal/sqlitedb"
 	"github.com/iac-ci/iac-ci/producers"
@@ -35,7 +34,7 @@ type runReader interface {
 	Close() error
 }
 
-// sourceFlags say where to read: --data, --server (with --token) or --backend aws.
+// sourceFlags say where to read: --data, --server (with --api-token) or --backend aws.
 type sourceFlags struct {
 	data, server, token, backend *string
 	getenv                       Env
@@ -45,7 +44,7 @@ func addSourceFlags(fs *flag.FlagSet, getenv Env) *sourceFlags {
 	return &sourceFlags{
 		data:    fs.String("data", "", "data folder of the embedded backend (default ./.iac-ci, as serve's)"),
 		server:  fs.String("server", "", "URL of a running iac-ci serve (or the AWS webhook endpoint) to ask instead"),
-		token:   fs.String("token", "", "API token for --server (default $"+EnvAPIToken+")"),
+		token:   fs.String("api-token", "", "API token for --server (default $"+EnvAPIToken+")"),
 		backend: fs.String("backend", "embedded", "embedded (the data folder) or aws (the tables the $IAC_CI_* configuration names)"),
 		getenv:  getenv,
 	}
@@ -57,15 +56,11 @@ func (f *sourceFlags) open(ctx context.Context) (runReader, error) {
 		if *f.data != "" || *f.backend != "embedded" {
 			return nil, usagef("--server reads from a server: leave out --data and --backend")
 		}
-		u, err := url.Parse(*f.server)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, usagef("--server %q: give the server's URL, like http://127.0.0.1:8080", *f.server)
+		base, token, err := serverOf(*f.server, *f.token, f.getenv)
+		if err != nil {
+			return nil, err
 		}
-		token := *f.token
-		if token == "" {
-			token = f.getenv(EnvAPIToken)
-		}
-		return &serverReader{base: strings.TrimRight(u.String(), "/"), token: token, client: &http.Client{Timeout: time.Minute}}, nil
+		return &serverReader{base: base, token: token, client: &http.Client{Timeout: time.Minute}}, nil
 	}
 	switch *f.backend {
 	case "embedded":
@@ -78,19 +73,11 @@ func (f *sourceFlags) open(ctx context.Context) (runReader, error) {
 		if *f.data != "" {
 			return nil, usagef("--backend aws reads the AWS tables: leave out --data")
 		}
-		cfg, err := awsbackend.FromEnv(f.getenv)
+		ports, err := awsPorts(ctx, f.getenv)
 		if err != nil {
 			return nil, err
 		}
-		awsCfg, err := awsbackend.LoadAWS(ctx)
-		if err != nil {
-			return nil, err
-		}
-		b, err := awsbackend.Open(cfg, awsbackend.NewClients(awsCfg, cfg, awsbackend.ClientOptions{}), false, nil)
-		if err != nil {
-			return nil, err
-		}
-		return storeReader{store: b.Ports().Store}, nil
+		return storeReader{store: ports.Store}, nil
 	}
 	return nil, usagef("--backend must be embedded or aws, not %q", *f.backend)
 }
@@ -189,7 +176,7 @@ func (r *serverReader) get(ctx context.Context, path string, v any) error {
 		hint := ""
 		switch resp.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			hint = " (give the server's API token with --token or $" + EnvAPIToken + ")"
+			hint = " (give the server's API token with --api-token or $" + EnvAPIToken + ")"
 		}
 		return fmt.Errorf("GET %s%s: %s: %s%s", r.base, path, resp.Status, e.Error, hint)
 	}
