@@ -839,3 +839,37 @@ func TestPullRequestCommentsThroughTheFunctions(t *testing.T) {
 		t.Fatalf("%d edits of the comment (want progress edits and the final one), last status %+v", edits, statuses[len(statuses)-1])
 	}
 }
+
+// The worker function's own credentials (Lambda hands them in its environment) never reach an
+// order's commands: they start without them, and get none when no order role is set.
+func TestTheWorkerFunctionsCredentialsNeverReachAnOrder(t *testing.T) {
+	t.Parallel()
+	const key, secretKey, token = "ASIAWORKERROLEKEY", "worker-role-secret-key", "worker-role-session-token"
+	d := setupWith(t, func(o *assembly.Options) {
+		o.BaseEnv = []string{"PATH=" + os.Getenv("PATH"), "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + key,
+			"AWS_SECRET_ACCESS_KEY=" + secretKey, "AWS_SESSION_TOKEN=" + token, "AWS_LAMBDA_FUNCTION_NAME=iac-ci-worker"}
+	})
+	runID := d.submit(t, `{"username": "creds", "orders": [{"order_name": "env", "execution_target": "lambda",
+		"timeout": 60, "cmds": ["env | sort"]}]}`)
+	if n, _ := d.poll(t, d.function(t, lambdafn.Intake), queues.Intake); n != 1 {
+		t.Fatalf("intake: %d handed", n)
+	}
+	if n, failed := d.poll(t, d.function(t, lambdafn.Worker), queues.Orders("lambda")); n != 1 || len(failed) != 0 {
+		t.Fatalf("worker: %d handed, %v failed", n, failed)
+	}
+	if n, _ := d.poll(t, d.function(t, lambdafn.Orchestrator), queues.Results); n != 1 {
+		t.Fatalf("orchestrator: %d handed", n)
+	}
+	o, err := d.store.GetOrder(t.Context(), runID, 1)
+	if err != nil || o.Status != domain.OrderSucceeded {
+		t.Fatalf("order: %+v %v", o, err)
+	}
+	if !strings.Contains(o.LogTail, "AWS_REGION=us-east-1") {
+		t.Fatalf("the commands' environment was not printed (the test would see nothing):\n%s", o.LogTail)
+	}
+	for _, own := range []string{key, secretKey, token, "AWS_ACCESS_KEY_ID=", "AWS_SESSION_TOKEN="} {
+		if strings.Contains(o.LogTail, own) {
+			t.Errorf("the commands saw the worker's own %q:\n%s", own, o.LogTail)
+		}
+	}
+}
