@@ -174,6 +174,7 @@ func Describe(c Config) Resources {
 				{Name: dynamostore.IndexRuns, HashKey: attrRunsShard, RangeKey: attrCreatedAt, ProjectionType: "INCLUDE",
 					NonKeyAttributes: dynamostore.RunsIndexAttributes},
 			},
+			TTLAttribute: attrExpiresAt,
 		},
 		{
 			Name: c.EventsTable, Role: RoleEvents, Variable: EnvEventsTable, BillingMode: "PAY_PER_REQUEST",

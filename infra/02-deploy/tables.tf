@@ -1,5 +1,5 @@
 # The two tables of store/dynamostore, as dynamostore.CreateTables makes them: runs and orders
-# keyed by run_id and sk with the sweeper's two sparse indexes and the runs list's index, and the history keyed by trace_id
+# keyed by run_id and sk with the sweeper's two sparse indexes and the runs list's index and a TTL, and the history keyed by trace_id
 # and sk with an index by order and a TTL.
 resource "aws_dynamodb_table" "orders" {
   name                        = local.orders_table
@@ -58,6 +58,12 @@ resource "aws_dynamodb_table" "orders" {
     range_key          = "created_at"
     projection_type    = "INCLUDE"
     non_key_attributes = ["status", "git_repo", "pr_number", "username"]
+  }
+
+  # Ended orders and reported runs carry expires_at (store/dynamostore): they go with their history.
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
   }
 
   point_in_time_recovery {

@@ -92,7 +92,8 @@ var _ store.Store = (*Store)(nil)
 // Option configures a Store.
 type Option func(*Store)
 
-// WithEventRetention sets how long events are kept (their TTL, counted from the event's time).
+// WithEventRetention sets how long events, ended orders and reported runs are kept (their TTL,
+// counted from the event's time, the order's end and the run's report).
 func WithEventRetention(d time.Duration) Option { return func(s *Store) { s.retention = d } }
 
 // WithDueShards sets how many partitions the due index is spread over. Every DueOrders call
@@ -726,6 +727,12 @@ func (s *Store) orderUpdate(c store.OrderChange, from []string, e *expr) (update
 	}
 	if c.To.Terminal() {
 		remove = append(remove, e.name(attrDueAt), e.name(attrDueShard))
+		// An ended order goes, by the table's TTL, as long after its end as its history does.
+		end := c.FinishedAt
+		if end.IsZero() {
+			end = time.Now()
+		}
+		setN(attrExpiresAt, end.Add(s.retention).Unix())
 	} else {
 		setT(attrDueAt, c.DueAt)
 		setS(attrDueShard, dueShard(c.RunID, c.OrderNum, s.shards))
@@ -908,6 +915,8 @@ func (s *Store) UpdateRun(ctx context.Context, c store.RunChange) error {
 	if c.Reported {
 		set = append(set, e.name(attrReported)+" = "+e.value(boolean(true)))
 		remove = " REMOVE " + e.name(attrActiveShard) // leaves the active index
+		// A reported run goes, by the table's TTL, as long after as its orders and history do.
+		set = append(set, e.name(attrExpiresAt)+" = "+e.value(num(time.Now().Add(s.retention).Unix())))
 	}
 	update := "SET " + strings.Join(set, ", ") + remove
 	cond := "attribute_exists(" + e.name(attrSK) + ") AND " + e.in(attrStatus, from)

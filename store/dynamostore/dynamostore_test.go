@@ -390,3 +390,62 @@ func TestCreateTablesTwice(t *testing.T) {
 
 // errOf drops what a move reported, for callers that want only its error.
 func errOf(_ store.Moved, err error) error { return err }
+
+// An ended order and a reported run carry the TTL their history has, so the table drops them
+// with it (an ended run's items are kept as long as its history, no longer); an order that has
+// not ended and a run not reported carry none.
+func TestEndedRunsExpire(t *testing.T) {
+	t.Parallel()
+	client, _ := setup(t)
+	s := New(client, tables, WithEventRetention(48*time.Hour))
+	ctx := t.Context()
+	now := time.Now().UTC()
+	runID := domain.NewRunID(now)
+	run := domain.Run{RunID: runID, TraceID: domain.NewTraceID(), Status: domain.RunRunning, OrderCount: 2, Open: 2,
+		CreatedAt: now, Deadline: now.Add(time.Hour)}
+	orders := []domain.OrderRecord{
+		{RunID: runID, OrderNum: 1, OrderName: "a", TraceID: run.TraceID, Status: domain.OrderRunning, Attempt: 1, Timeout: 60, DueAt: now.Add(time.Hour)},
+		{RunID: runID, OrderNum: 2, OrderName: "b", TraceID: run.TraceID, Status: domain.OrderQueued, Timeout: 60, DueAt: now.Add(time.Hour)},
+	}
+	if err := s.CreateRun(ctx, run, orders); err != nil {
+		t.Fatal(err)
+	}
+	end := now.Add(time.Minute)
+	code := 0
+	if _, err := s.UpdateOrder(ctx, store.OrderChange{RunID: runID, OrderNum: 1, From: []domain.OrderStatus{domain.OrderRunning},
+		Attempt: 1, To: domain.OrderSucceeded, FinishedAt: end, ExitCode: &code}); err != nil {
+		t.Fatal(err)
+	}
+	expires := func(sk string) (int64, bool) {
+		it := getItem(t, client, tables.Orders, map[string]types.AttributeValue{attrRunID: str(runID), attrSK: str(sk)})
+		if _, ok := it[attrExpiresAt]; !ok {
+			return 0, false
+		}
+		r := reader{it: it}
+		return r.n(attrExpiresAt), r.err == nil
+	}
+	if got, ok := expires(orderSK(1)); !ok || got != end.Add(48*time.Hour).Unix() {
+		t.Errorf("the ended order's expires_at: %d (%v), want %d", got, ok, end.Add(48*time.Hour).Unix())
+	}
+	if _, ok := expires(orderSK(2)); ok {
+		t.Errorf("an order that has not ended carries expires_at")
+	}
+	if _, ok := expires(runSK); ok {
+		t.Errorf("a run not yet reported carries expires_at")
+	}
+	if err := s.UpdateRun(ctx, store.RunChange{RunID: runID, From: []domain.RunStatus{domain.RunRunning}, To: domain.RunSucceeded,
+		FinishedAt: end}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateRun(ctx, store.RunChange{RunID: runID, From: []domain.RunStatus{domain.RunSucceeded}, To: domain.RunSucceeded,
+		Reported: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := expires(runSK); !ok || got < now.Add(47*time.Hour).Unix() || got > time.Now().Add(49*time.Hour).Unix() {
+		t.Errorf("the reported run's expires_at: %d (%v), want about two days from now", got, ok)
+	}
+	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(tables.Orders)})
+	if err != nil || ttl.TimeToLiveDescription == nil || aws.ToString(ttl.TimeToLiveDescription.AttributeName) != attrExpiresAt {
+		t.Errorf("the orders table's TTL: %+v %v", ttl, err)
+	}
+}

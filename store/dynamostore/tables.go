@@ -68,23 +68,26 @@ func CreateTables(ctx context.Context, client *dynamodb.Client, t Tables) error 
 		}
 	}
 
-	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(t.Events)})
-	if err != nil {
-		return fmt.Errorf("describe ttl of %s: %w", t.Events, err)
-	}
-	if d := ttl.TimeToLiveDescription; d != nil && aws.ToString(d.AttributeName) == attrExpiresAt &&
-		(d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
-		return nil
-	}
-	_, err = client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
-		TableName: aws.String(t.Events),
-		TimeToLiveSpecification: &types.TimeToLiveSpecification{
-			AttributeName: aws.String(attrExpiresAt),
-			Enabled:       aws.Bool(true),
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("enable ttl on %s: %w", t.Events, err)
+	// Ended orders, reported runs and events carry expires_at: both tables drop them by TTL.
+	for _, name := range []string{t.Orders, t.Events} {
+		ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)})
+		if err != nil {
+			return fmt.Errorf("describe ttl of %s: %w", name, err)
+		}
+		if d := ttl.TimeToLiveDescription; d != nil && aws.ToString(d.AttributeName) == attrExpiresAt &&
+			(d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
+			continue
+		}
+		_, err = client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+			TableName: aws.String(name),
+			TimeToLiveSpecification: &types.TimeToLiveSpecification{
+				AttributeName: aws.String(attrExpiresAt),
+				Enabled:       aws.Bool(true),
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("enable ttl on %s: %w", name, err)
+		}
 	}
 	return nil
 }
