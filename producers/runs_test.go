@@ -184,6 +184,22 @@ func TestRunPageForABrowser(t *testing.T) {
 		t.Errorf("the page of an ended run still refreshes itself")
 	}
 
+	// A running order's log link follows its output.
+	for _, to := range []domain.OrderStatus{domain.OrderQueued, domain.OrderRunning} {
+		change := store.OrderChange{RunID: run.RunID, OrderNum: 2, From: []domain.OrderStatus{domain.OrderWaiting, domain.OrderQueued},
+			Attempt: store.AnyAttempt, To: to, DueAt: time.Now().Add(time.Hour), NextAttempt: to == domain.OrderRunning}
+		if to == domain.OrderRunning {
+			change.StartedAt = time.Now() // as a claim sets it
+		}
+		if _, err := s.store.UpdateOrder(t.Context(), change); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body = get(t, s.srv.URL+"/runs/"+run.RunID, "text/html")
+	if want := `href="/runs/` + run.RunID + `/orders/apply/log?follow=true"`; !strings.Contains(body, want) {
+		t.Errorf("the page of a running order lacks %s", want)
+	}
+
 	resp, body = get(t, s.srv.URL+"/runs/"+run.RunID, "")
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !strings.Contains(body, `"run_id": "`+run.RunID) {
 		t.Errorf("GET /runs/{id} without Accept: got %s: %s", resp.Header.Get("Content-Type"), body)

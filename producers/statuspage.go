@@ -156,6 +156,10 @@ func (s *Server) pageOf(run domain.Run, orders []domain.OrderRecord, now time.Ti
 			Succeeded: o.Status == domain.OrderSucceeded,
 			Failed:    o.Status == domain.OrderFailed || o.Status == domain.OrderTimedOut,
 			LogURL:    "/runs/" + url.PathEscape(run.RunID) + "/orders/" + url.PathEscape(o.OrderName) + "/log"}
+		if o.Status == domain.OrderRunning {
+			// A running order's log link follows its output as it is written.
+			po.LogURL += "?follow=true"
+		}
 		if o.ExitCode != nil {
 			po.Exit = fmt.Sprint(*o.ExitCode)
 		}
@@ -200,7 +204,11 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request, run domain.Run,
 	// logs it links, which belong to the same run.
 	if link := r.URL.Query().Get(linkParam); link != "" {
 		for i := range p.Orders {
-			p.Orders[i].LogURL += "?" + linkParam + "=" + url.QueryEscape(link)
+			sep := "?"
+			if strings.Contains(p.Orders[i].LogURL, "?") {
+				sep = "&"
+			}
+			p.Orders[i].LogURL += sep + linkParam + "=" + url.QueryEscape(link)
 		}
 	}
 	s.render(w, r, "run.html", p)
