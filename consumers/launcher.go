@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/iac-ci/iac-ci/blobs"
@@ -82,6 +83,18 @@ type Starter interface {
 // ErrLaunchRefused: the target refused the launch, and retrying would not change that.
 var ErrLaunchRefused = errors.New("launch refused")
 
+// ErrAtCapacity: the target turned the launch away for capacity (throttling, an account's limit
+// of running builds) and takes it later, once running work ends. A Starter wraps it in such an
+// error; the Launcher then puts the order back on its queue with a backoff, and the refusal does
+// not count towards dead-lettering the order's message (see Launcher).
+var ErrAtCapacity = errors.New("target at capacity")
+
+// Backoff after a launch turned away for capacity: the first wait, and the longest.
+const (
+	CapacityBackoffFirst = 5 * time.Second
+	CapacityBackoffMax   = 5 * time.Minute
+)
+
 // LogLinker is a Starter whose launches keep a log of their own (CodeBuild's in CloudWatch
 // Logs): LogLink says where, for a launch id Start returned.
 type LogLinker interface {
@@ -94,6 +107,13 @@ type LogLinker interface {
 // the worker at the target delivers the result to the attempt's presigned URL and the
 // orchestrator records it. A message whose launch fails passingly stays in the queue and comes
 // back (a new attempt, with new URLs); a refused launch ends the order failed, with the reason.
+//
+// A launch turned away for capacity (ErrAtCapacity) is neither: a 500-order run against an
+// account that runs 60 builds at a time would otherwise spend its messages' receives and
+// dead-letter most of its orders. The order is put back to queued with a new message, delayed
+// by an exponential backoff with jitter (the attempt number counts the tries), and the message
+// that brought it is deleted, so its receive count never grows. It waits so until its target
+// takes it or the job's deadline ends it.
 type Launcher struct {
 	Engine  *engine.Engine
 	Starter Starter
@@ -104,6 +124,9 @@ type Launcher struct {
 	// that name no document of their own (or name domain.DefaultSSMDocumentName, which jobs get
 	// by default) run it. Empty keeps domain.DefaultSSMDocumentName.
 	DefaultDocument string
+	// CapacityBackoff is the first wait after a launch turned away for capacity; each further
+	// try doubles it, up to CapacityBackoffMax. Zero is CapacityBackoffFirst.
+	CapacityBackoff time.Duration
 }
 
 // Handle launches the order a message names, if it is still to be run.
@@ -138,6 +161,13 @@ func (l *Launcher) Handle(ctx context.Context, m queues.Message) error {
 			return nil
 		case errors.Is(err, ErrLaunchRefused):
 			reason = err.Error()
+		case errors.Is(err, ErrAtCapacity):
+			wait := capacityWait(cmp.Or(l.CapacityBackoff, CapacityBackoffFirst), o.Attempt)
+			log.InfoContext(ctx, "order put back: its target is at capacity", "target", o.Target, "wait", wait, "err", err)
+			if err := e.PutBack(ctx, o, wait, err.Error()); err != nil {
+				return err
+			}
+			return nil
 		default:
 			return fmt.Errorf("launch order %s attempt %d: %w", o.OrderName, o.Attempt, err)
 		}
@@ -197,6 +227,18 @@ func (l *Launcher) prepare(ctx context.Context, o domain.OrderRecord) (Launch, s
 		launch.SSMDocument = cmp.Or(l.DefaultDocument, domain.DefaultSSMDocumentName)
 	}
 	return launch, "", nil
+}
+
+// capacityWait is the backoff before the next try of an order turned away for capacity at its
+// attempt-th try: first doubled attempt-1 times, at most CapacityBackoffMax, with "equal
+// jitter" (half fixed, half random) so that orders turned away together do not return together.
+func capacityWait(first time.Duration, attempt int) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < CapacityBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, CapacityBackoffMax)
+	return d/2 + rand.N(d/2+1)
 }
 
 // AttemptExpiry is how long an attempt's presigned URLs live: the order's timeout plus

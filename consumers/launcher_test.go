@@ -306,13 +306,13 @@ func TestLauncherRefusedLaunchFailsOrder(t *testing.T) {
 
 func TestLauncherPassingErrorLeavesMessageForANewAttempt(t *testing.T) {
 	t.Parallel()
-	f := setupLauncher(t, errors.New("codebuild StartBuild: ThrottlingException"))
+	f := setupLauncher(t, errors.New("codebuild StartBuild: ServiceUnavailable"))
 	runID := f.submit(t, codebuildOrder("plan"))
 	q := f.queue(t, domain.TargetCodeBuild)
 	msg := f.receive(t, domain.TargetCodeBuild, 1)[0]
 	l := f.launcher(domain.TargetCodeBuild)
 	if err := l.Handle(t.Context(), msg); err == nil {
-		t.Fatal("handle: got nil, want the throttling error (the message stays)")
+		t.Fatal("handle: got nil, want the passing error (the message stays)")
 	}
 	if o := f.order(t, runID, 1); o.Status != domain.OrderRunning || o.Attempt != 1 {
 		t.Fatalf("order after a passing error: got %s attempt %d, want running attempt 1", o.Status, o.Attempt)
@@ -339,6 +339,79 @@ func TestLauncherPassingErrorLeavesMessageForANewAttempt(t *testing.T) {
 	}
 	if o := f.order(t, runID, 1); o.Status != domain.OrderRunning || o.Attempt != 2 {
 		t.Fatalf("order: got %s attempt %d, want running attempt 2", o.Status, o.Attempt)
+	}
+}
+
+// A target at capacity turns launches away for as long as its running work lasts: more times
+// than an order's message may be received. The order must wait for it, not be dead-lettered.
+func TestLauncherWaitsOutATargetAtCapacityWithoutSpendingReceives(t *testing.T) {
+	t.Parallel()
+	turnedAway := queues.MaxReceivesDefault + 3
+	var errs []error
+	for range turnedAway {
+		errs = append(errs, fmt.Errorf("codebuild StartBuild: AccountLimitExceededException: %w", consumers.ErrAtCapacity))
+	}
+	f := setupLauncher(t, errs...)
+	runID := f.submit(t, codebuildOrder("plan"))
+	l := f.launcher(domain.TargetCodeBuild)
+	l.CapacityBackoff = 5 * time.Millisecond
+
+	var (
+		mu       sync.Mutex
+		receives []int
+	)
+	ctx, cancel := context.WithCancel(t.Context())
+	loop := &consumers.Loop{Queue: f.queue(t, domain.TargetCodeBuild), Log: f.engine.Logger(), Batch: 1,
+		Handler: func(ctx context.Context, m queues.Message) error {
+			mu.Lock()
+			receives = append(receives, m.ReceiveCount)
+			mu.Unlock()
+			return l.Handle(ctx, m)
+		}}
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	deadline := time.Now().Add(20 * time.Second)
+	for len(f.starter.recorded()) <= turnedAway {
+		if time.Now().After(deadline) {
+			t.Fatalf("launches: %d after 20 s, want %d (turned away %d times, then started)", len(f.starter.recorded()), turnedAway+1, turnedAway)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+
+	o := f.order(t, runID, 1)
+	if o.Status != domain.OrderRunning || o.Attempt != turnedAway+1 {
+		t.Fatalf("order: got %s attempt %d, want running attempt %d", o.Status, o.Attempt, turnedAway+1)
+	}
+	mu.Lock()
+	for i, n := range receives {
+		if n != 1 {
+			t.Errorf("receive %d: receive count %d, want 1 (a capacity refusal must not count towards dead-lettering)", i+1, n)
+		}
+	}
+	mu.Unlock()
+	dlq, err := f.queueNamed(t, queues.Orders(string(domain.TargetCodeBuild))+queues.DeadLetterSuffix).Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dlq.Visible+dlq.InFlight+dlq.Delayed != 0 {
+		t.Fatalf("dead-letter queue: %+v, want empty", dlq)
+	}
+	events, err := f.engine.Store.ListEvents(t.Context(), o.TraceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putBack := 0
+	for _, ev := range events {
+		if ev.Status == string(domain.OrderQueued) && strings.Contains(ev.Details, "AccountLimitExceededException") {
+			putBack++
+		}
+	}
+	if putBack != turnedAway {
+		t.Fatalf("history: %d put-backs naming the refusal, want %d", putBack, turnedAway)
 	}
 }
 

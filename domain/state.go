@@ -36,7 +36,8 @@ func (s OrderStatus) Valid() bool {
 
 // CanMoveOrder reports whether an order may move from one status to another. running → running is
 // a re-claim after the previous holder died (its attempt rises); queued → queued is a re-enqueue;
-// waiting → waiting only moves the time the sweeper looks again.
+// waiting → waiting only moves the time the sweeper looks again; running → queued puts back an
+// attempt its target turned away for capacity before it started (engine.Engine.PutBack).
 func CanMoveOrder(from, to OrderStatus) bool {
 	if !from.Valid() || !to.Valid() || from.Terminal() {
 		return false
@@ -49,7 +50,7 @@ func CanMoveOrder(from, to OrderStatus) bool {
 	case OrderQueued:
 		return to != OrderWaiting
 	case OrderRunning:
-		return to != OrderWaiting && to != OrderQueued
+		return to != OrderWaiting
 	}
 	return false
 }

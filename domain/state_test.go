@@ -38,6 +38,7 @@ func TestCanMoveOrder(t *testing.T) {
 		{OrderQueued, OrderTimedOut}:   true,
 		{OrderQueued, OrderSkipped}:    true,
 		{OrderRunning, OrderRunning}:   true, // re-claim
+		{OrderRunning, OrderQueued}:    true, // put back: the target was at capacity
 		{OrderRunning, OrderSucceeded}: true,
 		{OrderRunning, OrderFailed}:    true,
 		{OrderRunning, OrderTimedOut}:  true,

@@ -271,10 +271,11 @@ func (e *Engine) Resend(ctx context.Context, o domain.OrderRecord) error {
 	if err != nil {
 		return fmt.Errorf("re-queue order %s: %w", o.OrderName, err)
 	}
-	return e.send(ctx, o)
+	return e.send(ctx, o, 0)
 }
 
-func (e *Engine) send(ctx context.Context, o domain.OrderRecord) error {
+// send sends an order's message, hidden for delay first.
+func (e *Engine) send(ctx context.Context, o domain.OrderRecord, delay time.Duration) error {
 	q, err := e.Queues.Queue(queues.Orders(string(o.Target)))
 	if err != nil {
 		return fmt.Errorf("queue of %s: %w", o.Target, err)
@@ -283,7 +284,7 @@ func (e *Engine) send(ctx context.Context, o domain.OrderRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := q.Send(ctx, queues.Outgoing{Body: body}); err != nil {
+	if err := q.Send(ctx, queues.Outgoing{Body: body, Delay: delay}); err != nil {
 		return fmt.Errorf("send order %s: %w", o.OrderName, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/iac-ci/iac-ci/domain"
+	"github.com/iac-ci/iac-ci/queues"
 	"github.com/iac-ci/iac-ci/store"
 )
 
@@ -157,4 +158,31 @@ func (e *Engine) NoteLaunch(ctx context.Context, o domain.OrderRecord, details s
 		return fmt.Errorf("note the launch of %s: %w", o.OrderName, err)
 	}
 	return nil
+}
+
+// PutBack returns an order whose launch its target turned away for capacity (throttling, an
+// account's limit of running builds) from running to queued, and sends its message again after
+// delay. The claimed attempt never started, so it runs nothing; the next claim is a new attempt.
+// The message that carried the claim is the caller's to delete: a target at capacity is not a
+// problem of the message, and must not count towards dead-lettering it. It is a no-op when the
+// order is no longer running that attempt. A crash between the move and the send is repaired by
+// the sweeper, which re-sends orders queued past their due time.
+func (e *Engine) PutBack(ctx context.Context, o domain.OrderRecord, delay time.Duration, reason string) error {
+	delay = min(max(delay, 0), queues.MaxDelay)
+	now := e.now()
+	details := fmt.Sprintf("attempt %d not started: %s; tried again in %s", o.Attempt, reason, delay.Round(time.Second))
+	_, err := e.Store.UpdateOrder(ctx, store.OrderChange{
+		RunID: o.RunID, OrderNum: o.OrderNum, From: []domain.OrderStatus{domain.OrderRunning}, Attempt: o.Attempt,
+		To: domain.OrderQueued, QueuedAt: now, DueAt: now.Add(delay + e.requeueAfter()),
+		Events: []domain.Event{orderEvent(o, now, string(domain.OrderQueued), details)},
+	})
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("put back order %s: %w", o.OrderName, err)
+	}
+	e.changed(o.RunID)
+	// Should the send fail, the order is queued: the sweeper sends it after its due time.
+	return e.send(ctx, o, delay)
 }

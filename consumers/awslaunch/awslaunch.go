@@ -224,6 +224,9 @@ func clamp(v, lo, hi int32) int32 { return min(max(v, lo), hi) }
 type failure struct {
 	// passing: retrying later may succeed (the message is left in the queue).
 	passing bool
+	// capacity: the service is turning work away until some ends (consumers.ErrAtCapacity); the
+	// order is put back with a backoff rather than spending its message's receives.
+	capacity bool
 	// explain is said in the order's reason after the code.
 	explain string
 	// keepMessage: the service's message names only the resource, never the request's input.
@@ -233,15 +236,15 @@ type failure struct {
 // errorCodes is the one table of what CodeBuild and SSM error codes mean here. A code not in it
 // is passing when the service calls it a server fault, and a refusal otherwise.
 var errorCodes = map[string]failure{
-	"ThrottlingException":      {passing: true},
-	"Throttling":               {passing: true},
-	"TooManyRequestsException": {passing: true},
-	"RequestLimitExceeded":     {passing: true},
+	"ThrottlingException":      {capacity: true},
+	"Throttling":               {capacity: true},
+	"TooManyRequestsException": {capacity: true},
+	"RequestLimitExceeded":     {capacity: true},
 	"ServiceUnavailable":       {passing: true},
 	"InternalServerError":      {passing: true},
 	"InternalServerException":  {passing: true},
 	// CodeBuild: over the account's build limits; builds already running will end.
-	"AccountLimitExceededException": {passing: true},
+	"AccountLimitExceededException": {capacity: true},
 
 	"AccessDeniedException": {explain: "iac-ci's role may not make this call"},
 	"AccessDenied":          {explain: "iac-ci's role may not make this call"},
@@ -280,7 +283,10 @@ func launchError(call string, err error) error {
 	if f.keepMessage && apiErr.ErrorMessage() != "" {
 		text += " (" + apiErr.ErrorMessage() + ")"
 	}
-	if f.passing {
+	switch {
+	case f.capacity:
+		return fmt.Errorf("%s: %s: %w", call, text, consumers.ErrAtCapacity)
+	case f.passing:
 		return fmt.Errorf("%s: %s", call, text)
 	}
 	return fmt.Errorf("%s refused: %s: %w", call, text, consumers.ErrLaunchRefused)

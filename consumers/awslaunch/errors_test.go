@@ -29,31 +29,34 @@ func (c refusingClients) SendCommand(context.Context, *ssm.SendCommandInput, ...
 	return nil, c.err
 }
 
-func TestLaunchErrorsArePassingOrRefused(t *testing.T) {
+func TestLaunchErrorsArePassingAtCapacityOrRefused(t *testing.T) {
 	t.Parallel()
 	const leaked = "https://bucket.s3.amazonaws.com/callbacks/x?X-Amz-Signature=abc"
 	status503 := &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 503}},
 		Err: &smithy.GenericAPIError{Code: "SomethingNew", Message: "try later"}}
 	cases := []struct {
-		name    string
-		err     error
-		refused bool
-		want    string // in the error
+		name     string
+		err      error
+		refused  bool
+		want     string // in the error
+		capacity bool   // the target turns work away until some ends
 	}{
-		{"throttled", &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}, false, "ThrottlingException"},
-		{"build limit", &smithy.GenericAPIError{Code: "AccountLimitExceededException"}, false, "AccountLimitExceededException"},
-		{"unknown server fault", &smithy.GenericAPIError{Code: "Oops", Fault: smithy.FaultServer}, false, "Oops"},
-		{"unknown code with a 503", status503, false, "SomethingNew"},
-		{"no answer", errors.New("dial tcp: connection refused"), false, "connection refused"},
+		{"throttled", &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}, false, "ThrottlingException", true},
+		{"build limit", &smithy.GenericAPIError{Code: "AccountLimitExceededException", Message: "Cannot have more than 60 builds in queue for the account"},
+			false, "AccountLimitExceededException", true},
+		{"too many requests", &smithy.GenericAPIError{Code: "TooManyRequestsException"}, false, "TooManyRequestsException", true},
+		{"unknown server fault", &smithy.GenericAPIError{Code: "Oops", Fault: smithy.FaultServer}, false, "Oops", false},
+		{"unknown code with a 503", status503, false, "SomethingNew", false},
+		{"no answer", errors.New("dial tcp: connection refused"), false, "connection refused", false},
 		{"no project", &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "Project cannot be found: arn:aws:codebuild:x"},
-			true, "the CodeBuild project does not exist in this account and region (Project cannot be found: arn:aws:codebuild:x)"},
-		{"no document", &smithy.GenericAPIError{Code: "InvalidDocument"}, true, "the SSM document does not exist"},
+			true, "the CodeBuild project does not exist in this account and region (Project cannot be found: arn:aws:codebuild:x)", false},
+		{"no document", &smithy.GenericAPIError{Code: "InvalidDocument"}, true, "the SSM document does not exist", false},
 		{"validation quoting the request", &smithy.GenericAPIError{Code: "InvalidInputException", Message: "Value '" + leaked + "' is too long"},
-			true, "InvalidInputException: CodeBuild refused the build's settings"},
+			true, "InvalidInputException: CodeBuild refused the build's settings", false},
 		{"parameters refused", &smithy.GenericAPIError{Code: "InvalidParameters", Message: "Parameter " + leaked + " fails pattern"},
-			true, "the SSM document refused the parameters"},
-		{"unknown client fault", &smithy.GenericAPIError{Code: "NewClientError", Message: leaked, Fault: smithy.FaultClient}, true, "NewClientError"},
-		{"access denied", &smithy.GenericAPIError{Code: "AccessDeniedException", Message: leaked}, true, "iac-ci's role may not make this call"},
+			true, "the SSM document refused the parameters", false},
+		{"unknown client fault", &smithy.GenericAPIError{Code: "NewClientError", Message: leaked, Fault: smithy.FaultClient}, true, "NewClientError", false},
+		{"access denied", &smithy.GenericAPIError{Code: "AccessDeniedException", Message: leaked}, true, "iac-ci's role may not make this call", false},
 	}
 	launch := consumers.Launch{RunID: "r1", OrderNum: 1, Attempt: 1, Timeout: 60, BundleURL: leaked, CallbackURL: leaked, LogURL: leaked,
 		RunKeyParameter: "/iac-ci/run-keys/r1", SSMDocument: "iac-ci-run-commands",
@@ -72,6 +75,9 @@ func TestLaunchErrorsArePassingOrRefused(t *testing.T) {
 				}
 				if errors.Is(err, consumers.ErrLaunchRefused) != c.refused {
 					t.Fatalf("%s: %v: refused %v, want %v", name, err, !c.refused, c.refused)
+				}
+				if errors.Is(err, consumers.ErrAtCapacity) != c.capacity {
+					t.Fatalf("%s: %v: at capacity %v, want %v", name, err, !c.capacity, c.capacity)
 				}
 				if !strings.Contains(err.Error(), c.want) {
 					t.Fatalf("%s: got %q, want it to say %q", name, err, c.want)

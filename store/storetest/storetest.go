@@ -64,6 +64,7 @@ func Run(t *testing.T, h Harness) {
 		{"NotFound", testNotFound},
 		{"WrongStatus", testWrongStatus},
 		{"Attempt", testAttempt},
+		{"PutBack", testPutBack},
 		{"Moves", testMoves},
 		{"Counters", testCounters},
 		{"TerminalIsFinal", testTerminalIsFinal},
@@ -468,6 +469,33 @@ func testWrongStatus(t *testing.T, s store.Store) {
 	}
 	sameOrders(t, "after refused moves", mustList(t, s, run.RunID), orders)
 	sameRun(t, "after refused moves", getRun(t, s, run.RunID), run)
+}
+
+// testPutBack moves a running order back to queued at its attempt (a launch its target turned
+// away for capacity); the next claim is the attempt after it.
+func testPutBack(t *testing.T, s store.Store) {
+	run, orders := newRun(1)
+	orders[0].Status, orders[0].Attempt = domain.OrderRunning, 2
+	create(t, s, run, orders)
+	running, queued := []domain.OrderStatus{domain.OrderRunning}, []domain.OrderStatus{domain.OrderQueued}
+	due := time.Now().Add(time.Minute)
+
+	_, err := s.UpdateOrder(t.Context(), store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 1,
+		To: domain.OrderQueued, DueAt: due})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("put back a stale attempt: got %v, want ErrConflict", err)
+	}
+	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: running, Attempt: 2,
+		To: domain.OrderQueued, DueAt: due, QueuedAt: due.Add(-time.Minute)})
+	got := getOrder(t, s, run.RunID, 1)
+	if got.Status != domain.OrderQueued || got.Attempt != 2 || !got.DueAt.Truncate(Precision).Equal(due.Truncate(Precision)) {
+		t.Fatalf("put back: got %s attempt %d due %v, want queued attempt 2 due %v", got.Status, got.Attempt, got.DueAt, due)
+	}
+	update(t, s, store.OrderChange{RunID: run.RunID, OrderNum: 1, From: queued, Attempt: store.AnyAttempt,
+		To: domain.OrderRunning, NextAttempt: true, DueAt: due})
+	if got := getOrder(t, s, run.RunID, 1); got.Status != domain.OrderRunning || got.Attempt != 3 {
+		t.Fatalf("claim after the put-back: got %s attempt %d, want running attempt 3", got.Status, got.Attempt)
+	}
 }
 
 func testAttempt(t *testing.T, s store.Store) {
