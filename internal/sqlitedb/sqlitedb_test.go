@@ -38,14 +38,20 @@ func TestStatementRunsToItsEndAfterItsContextEnds(t *testing.T) {
 	const delay = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(delay, cancel)
+	// An Exec, not a query: database/sql itself closes a query's rows when its context ends, so
+	// a row read after the end fails whatever the driver did (and the test then raced the read).
 	start := time.Now()
+	_, err = conn.ExecContext(ctx, `CREATE TABLE c AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000)
+		SELECT x FROM c`)
+	if err != nil {
+		t.Fatalf("create: %v; want no error", err)
+	}
+	took := time.Since(start)
 	var n int
-	err = conn.QueryRowContext(ctx, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000)
-		SELECT count(*) FROM c`).Scan(&n)
-	if err != nil || n != 1000000 {
+	if err := conn.QueryRowContext(t.Context(), `SELECT count(*) FROM c`).Scan(&n); err != nil || n != 1000000 {
 		t.Fatalf("count: %d, %v; want 1000000 and no error", n, err)
 	}
-	if took := time.Since(start); took < delay {
+	if took < delay {
 		t.Fatalf("the statement took %v, less than the %v before its context ended: the test proves nothing", took, delay)
 	}
 }
