@@ -419,6 +419,7 @@ func dlqEach(ctx context.Context, ops operations, verb string, ids []string, asJ
 	return nil
 }
 
+// printJSON prints v as indented JSON, as every command's --json does.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

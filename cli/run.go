@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -189,9 +188,7 @@ func runCommand(ctx context.Context, args []string, getenv Env, stdin io.Reader,
 	}
 	progress.finish(view)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(view)
+		_ = printJSON(stdout, view)
 	} else {
 		printTable(stdout, view)
 	}
@@ -323,9 +320,7 @@ func writeProblems(w io.Writer, problems []fileProblem) {
 	if problems == nil {
 		problems = []fileProblem{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(struct {
+	_ = printJSON(w, struct {
 		Problems []fileProblem `json:"problems"`
 	}{problems})
 }

@@ -250,9 +250,7 @@ func runsCommand(ctx context.Context, args []string, getenv Env, stdout, stderr 
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return printJSON(stdout, list)
 	}
 	printRuns(stdout, list)
 	return nil
@@ -314,9 +312,7 @@ func statusCommand(ctx context.Context, args []string, getenv Env, stdout, stder
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return printJSON(stdout, v)
 	}
 	printTable(stdout, v)
 	return nil
