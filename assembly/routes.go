@@ -42,16 +42,6 @@ type Route struct {
 	KeepHidden             time.Duration
 }
 
-// Route returns the route of a queue; false when no consumer takes its messages.
-func (s *System) Route(queue string) (Route, bool) {
-	for _, r := range s.Routes {
-		if r.Queue == queue {
-			return r, true
-		}
-	}
-	return Route{}, false
-}
-
 // RoutesOf returns the routes a Lambda function serves.
 func (s *System) RoutesOf(function string) []Route {
 	var out []Route

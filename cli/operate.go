@@ -501,11 +501,7 @@ func dash(s string) string {
 
 // oneLine is s on one line, at most n characters.
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
+	return cut(strings.Join(strings.Fields(s), " "), n)
 }
 
 const rerunUsage = `Usage: iac-ci rerun RUN [flags]

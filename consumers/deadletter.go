@@ -48,11 +48,12 @@ func (d *DeadLetters) Handle(ctx context.Context, m queues.Message) error {
 		return d.keep(ctx, m, r)
 	}
 	r.Outcome = "the order ended failed"
-	if err := d.keep(ctx, m, r); err != nil {
+	kept, err := d.record(ctx, m, r)
+	if err != nil {
 		return err
 	}
 	reason := "dead-lettered after " + strconv.Itoa(d.MaxReceives) + " receives"
-	if kept, err := d.Book.Get(ctx, m.ID); err == nil {
+	if kept.Reason != "" {
 		reason += ": " + kept.Reason
 	}
 	_, err = d.Engine.Finish(ctx, o, []domain.OrderStatus{domain.OrderQueued, domain.OrderRunning}, store.AnyAttempt,
@@ -62,8 +63,14 @@ func (d *DeadLetters) Handle(ctx context.Context, m queues.Message) error {
 
 // keep records the dead letter m with what is known of its order.
 func (d *DeadLetters) keep(ctx context.Context, m queues.Message, r deadletters.Record) error {
+	_, err := d.record(ctx, m, r)
+	return err
+}
+
+// record is keep, returning the record kept (empty without a Book).
+func (d *DeadLetters) record(ctx context.Context, m queues.Message, r deadletters.Record) (deadletters.Record, error) {
 	if d.Book == nil {
-		return nil
+		return deadletters.Record{}, nil
 	}
 	r.ID, r.Queue, r.DeadLetterQueue, r.Receives, r.SentAt, r.Body = m.ID, d.Queue, d.DeadLetterQueue, d.MaxReceives, m.SentAt, rawBody(m.Body)
 	return d.Book.Keep(ctx, r)
@@ -100,5 +107,6 @@ func (d *ResultDeadLetters) Handle(ctx context.Context, m queues.Message) error 
 			}
 		}
 	}
-	return d.Book.Keep(ctx, r)
+	_, err := d.Book.Keep(ctx, r)
+	return err
 }

@@ -371,18 +371,6 @@ func mergeEnv(base []string, env map[string]string) []string {
 	return out
 }
 
-// WorkerEnv is the environment commands start from: this process's own, less iac-ci's settings,
-// which may include the webhook secret.
-func WorkerEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IAC_CI_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
 // shellEnv names the variables of this process that LocalEnv passes on: what a shell, its
 // tools and their TLS need, and nothing that iac-ci or the operator keeps there for themselves.
 // A trailing * is a prefix.

@@ -51,7 +51,7 @@ type Launch struct {
 
 // The environment `iac-ci worker` reads its inputs from: a CodeBuild build gets them as
 // environment variable overrides, and the SSM document's script sets them from its parameters.
-// WorkerEnv leaves every IAC_CI_ variable out of the commands' environment, so the commands see
+// LocalEnv leaves every IAC_CI_ variable out of the commands' environment, so the commands see
 // none of these URLs (except the callback URL, as CALLBACK_URL, which they may use).
 const (
 	EnvBundleURL       = "IAC_CI_BUNDLE_URL"        // presigned GET of exec.zip

@@ -123,18 +123,18 @@ func (b *Book) Failed(ctx context.Context, queue string, m queues.Message, err e
 
 // Keep records a dead letter, taking up what Failed noted of its message. Keeping one twice (a
 // dead-letter message handled again, after a crash lost its delete) keeps the first record: what
-// the first handling saw and did.
-func (b *Book) Keep(ctx context.Context, r Record) error {
+// the first handling saw and did. It returns the record kept.
+func (b *Book) Keep(ctx context.Context, r Record) (Record, error) {
 	if !ValidID(r.ID) {
-		return fmt.Errorf("keep dead letter: %q is not a message id", r.ID)
+		return r, fmt.Errorf("keep dead letter: %q is not a message id", r.ID)
 	}
 	if r.DeadAt.IsZero() {
 		r.DeadAt = b.now()
 	}
-	if _, err := b.Get(ctx, r.ID); err == nil {
-		return nil
+	if kept, err := b.Get(ctx, r.ID); err == nil {
+		return kept, nil
 	} else if !errors.Is(err, ErrNotFound) {
-		return err
+		return r, err
 	}
 	if data, err := b.Bucket.Get(ctx, notePrefix+r.ID); err == nil {
 		var n note
@@ -145,22 +145,22 @@ func (b *Book) Keep(ctx context.Context, r Record) error {
 			}
 		}
 	} else if !errors.Is(err, blobs.ErrNotFound) {
-		return fmt.Errorf("read failure note: %w", err)
+		return r, fmt.Errorf("read failure note: %w", err)
 	}
 	if r.Reason == "" {
 		r.Reason = fmt.Sprintf("received %d times and never handled: its consumer died or stopped extending it", r.Receives)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return r, err
 	}
 	if err := b.Bucket.Put(ctx, recordPrefix+r.ID, data); err != nil {
-		return fmt.Errorf("keep dead letter: %w", err)
+		return r, fmt.Errorf("keep dead letter: %w", err)
 	}
 	if err := b.Bucket.Delete(ctx, notePrefix+r.ID); err != nil && !errors.Is(err, blobs.ErrNotFound) {
-		return fmt.Errorf("keep dead letter: drop its failure note: %w", err)
+		return r, fmt.Errorf("keep dead letter: drop its failure note: %w", err)
 	}
-	return nil
+	return r, nil
 }
 
 // Get returns the dead letter id names.

@@ -463,6 +463,18 @@ func (v *validator) order(j Job, i int, o Order, names, queueIDs map[string]int)
 	v.nulBytes(p, reflect.ValueOf(o), "")
 }
 
+// NativeAgeRecipient reports whether r is an X25519 (age1...) or hybrid post-quantum
+// (age1pq1...) age recipient. It is the one check of a recipient before sealing for it: anything
+// else sops would also take is refused, since a plugin recipient ("age1name1...") makes sops run
+// the program age-plugin-name from PATH, and a recipient can come from a caller's job (sops_key).
+func NativeAgeRecipient(r string) bool {
+	if _, err := age.ParseX25519Recipient(r); err == nil {
+		return true
+	}
+	_, err := age.ParseHybridRecipient(r)
+	return err == nil
+}
+
 // sopsKey checks that a sops_key is an age recipient the sealer takes: X25519 (age1...) or the
 // hybrid post-quantum kind (age1pq1...). Plugin recipients are refused, since sops would run a
 // program named after them. The key is never repeated: it may be a private one pasted by mistake.
@@ -470,10 +482,7 @@ func (v *validator) sopsKey(p, key string) {
 	if key == "" {
 		return
 	}
-	if _, err := age.ParseX25519Recipient(key); err == nil {
-		return
-	}
-	if _, err := age.ParseHybridRecipient(key); err == nil {
+	if NativeAgeRecipient(key) {
 		return
 	}
 	switch {

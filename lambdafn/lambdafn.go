@@ -111,12 +111,6 @@ func New(name string, sys *assembly.System, prefix string) (lambda.Handler, erro
 	})), nil
 }
 
-// Sweep returns the sweeper function: one pass per scheduled event. EventBridge Scheduler sends
-// the target's input as the event; its content does not matter.
-func Sweep(s *consumers.Sweeper) func(context.Context, events.EventBridgeEvent) error {
-	return Events(s, nil)
-}
-
 // Events returns the sweeper function, which EventBridge invokes two ways: on its schedule, for
 // one sweep, and with CodeBuild's build state changes (an EventBridge rule, infra/), which end
 // the order of a build that died without its result (consumers.BuildEvents).

@@ -102,6 +102,13 @@ func (g *Log) From(offset int64) (out []byte, next int64, done bool, changed <-c
 	return out, g.dropped + int64(len(g.buf)), g.done, g.changed
 }
 
+// Len is how many bytes have been written so far (From's next for any offset).
+func (g *Log) Len() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dropped + int64(len(g.buf))
+}
+
 // PartialKey is where a running attempt's output so far is stored, for processes other than
 // the one running it; it is removed once the attempt has ended.
 func PartialKey(runID string, orderNum, attempt int) string {
@@ -121,10 +128,10 @@ func Flush(ctx context.Context, bucket blobs.Bucket, key string, log *Log, inter
 			return flushed > 0
 		case <-t.C:
 		}
-		out, next, _, _ := log.From(0)
-		if next == flushed {
-			continue
+		if log.Len() == flushed {
+			continue // nothing new: no copy of the output, no request
 		}
+		out, next, _, _ := log.From(0)
 		if err := bucket.Put(ctx, key, out); err == nil {
 			flushed = next
 		}

@@ -452,5 +452,6 @@ func (d *IntakeDeadLetters) keep(ctx context.Context, m queues.Message, r deadle
 	if !json.Valid(r.Body) {
 		r.Body, _ = json.Marshal(string(m.Body))
 	}
-	return d.Book.Keep(ctx, r)
+	_, err := d.Book.Keep(ctx, r)
+	return err
 }

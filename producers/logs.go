@@ -75,9 +75,15 @@ func (c *Control) Log(ctx context.Context, runID, order string, attempt int) (Or
 	if err != nil {
 		return OrderLog{}, err
 	}
-	return c.logOf(ctx, o, attempt)
+	l, err := c.logOf(ctx, o, attempt)
+	if err == nil && o.Attempt > 0 && l.Attempt == o.Attempt {
+		// Read once here, not in logOf: a followed log reads logOf every second.
+		l.Launched = c.launched(ctx, o, l.Attempt)
+	}
+	return l, err
 }
 
+// logOf is Log of an order already read, without Launched.
 func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) (OrderLog, error) {
 	if attempt <= 0 {
 		attempt = o.Attempt
@@ -99,7 +105,6 @@ func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) 
 			out.Text, _, _, _ = live.From(0)
 			return out, nil
 		}
-		out.Launched = c.launched(ctx, o, attempt)
 		for _, key := range []string{livelog.PartialKey(o.RunID, o.OrderNum, attempt), blobs.LogKey(o.RunID, o.OrderNum, attempt)} {
 			data, err := c.Engine.Blobs.Get(ctx, key)
 			if err == nil {
@@ -113,7 +118,6 @@ func (c *Control) logOf(ctx context.Context, o domain.OrderRecord, attempt int) 
 		return out, nil
 	case attempt == o.Attempt:
 		out.Ended = true
-		out.Launched = c.launched(ctx, o, attempt)
 		if o.LogKey == "" {
 			out.Text = []byte(o.LogTail)
 			return out, nil

@@ -22,9 +22,15 @@ import (
 //go:embed statuspage
 var statusPageFiles embed.FS
 
+// The page's style and script, read once: an open page fetches itself every few seconds.
+var (
+	pageCSS = template.CSS(mustRead("statuspage/page.css"))
+	pageJS  = template.JS(mustRead("statuspage/page.js"))
+)
+
 var statusPage = template.Must(template.New("").Funcs(template.FuncMap{
-	"css":  func() template.CSS { return template.CSS(mustRead("statuspage/page.css")) },
-	"js":   func() template.JS { return template.JS(mustRead("statuspage/page.js")) },
+	"css":  func() template.CSS { return pageCSS },
+	"js":   func() template.JS { return pageJS },
 	"list": func(v ...string) []string { return v },
 }).ParseFS(statusPageFiles, "statuspage/*.html"))
 

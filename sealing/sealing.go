@@ -37,6 +37,8 @@ import (
 	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/keyservice"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
+
+	"github.com/iac-ci/iac-ci/domain"
 )
 
 var (
@@ -129,7 +131,7 @@ func NewSealer(recipients ...string) (*Sealer, error) {
 	group := make(sops.KeyGroup, 0, len(recipients))
 	for i, r := range recipients {
 		// Never echo r: a caller may have pasted a secret key where a public key belongs.
-		if !nativeRecipient(r) {
+		if !domain.NativeAgeRecipient(r) {
 			return nil, fmt.Errorf("seal: recipient %d: %w", i+1, ErrRecipient)
 		}
 		mk, err := sopsage.MasterKeyFromRecipient(r)
@@ -188,17 +190,6 @@ func sortedNames(env map[string]string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
-}
-
-// nativeRecipient reports whether r is an X25519 or hybrid post-quantum age recipient. Anything
-// else sops would also take is refused: a plugin recipient ("age1name1...") makes sops run the
-// program age-plugin-name from PATH, and a recipient can come from a caller's job (sops_key).
-func nativeRecipient(r string) bool {
-	if _, err := age.ParseX25519Recipient(r); err == nil {
-		return true
-	}
-	_, err := age.ParseHybridRecipient(r)
-	return err == nil
 }
 
 // Open decrypts a bundle made by Seal (or any flat SOPS JSON document sealed for age) with one
